@@ -1,0 +1,174 @@
+"""The `retrosearch` command. It only parses options, loads configs and calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+HELP = {
+    "input": "traces: JSONL, JSON, Parquet or a Hugging Face dataset id (name or name:split)",
+    "output": "run folder (rerunning the same command resumes it)",
+    "limit": "only the first N samples / problems",
+    "overwrite": "start the run folder afresh instead of resuming",
+    "concurrency": "samples in flight at once (0: twice the batch size)",
+    "problem_field": "field holding the problem text",
+    "answer_field": "field holding the gold answer",
+    "trace_field": "field holding the trace (model response)",
+    "id_field": "field holding a unique sample id",
+    "gold_from_trace": "the dataset holds only correct traces: take each trace's answer as gold",
+    "max_input_tokens": "skip traces longer than this many tokens",
+    "keywords": "transition keywords that open a new thought (case-insensitive)",
+    "gamma": "discount per unit of length in the value gamma^length * R",
+    "length_unit": "length counted in reasoning steps (blank-line segments) or tokens",
+    "rollouts": "rollouts per thought switch; the best one is kept",
+    "partial": "share of switches revisited, seeded per trace (1.0: full Retro-Search)",
+    "temperature": "sampling temperature",
+    "top_p": "nucleus sampling threshold",
+    "max_new_tokens": "most tokens one generation may write",
+    "step_max_tokens": "most tokens of the first, switch-suppressed step",
+    "bound": "stop rollouts as soon as they can no longer be shorter (same results, less work)",
+    "seed": "global seed; per-request seeds derive from it and the sample id",
+    "model": "hub id, local path, or 'organism' (the embedded default)",
+    "revision": "model revision (branch, tag or commit) on the hub",
+    "engine": "generation backend",
+    "device": "cpu, cuda, cuda:1, ... (default: cuda when available)",
+    "dtype": "model weights dtype (auto, float32, bfloat16, float16)",
+    "batch_size": "most requests per engine batch",
+    "problems": "'organism' (held-out set), 'organism:train', or a file / dataset id of problems",
+    "samples": "traces per problem",
+    "keep_correct": "traces.jsonl keeps only the correct traces",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from retrosearch.config import add_options
+    from retrosearch.engines import EngineConfig
+    from retrosearch.generate import GenerateConfig
+    from retrosearch.revise import ReviseConfig
+    from retrosearch.search.retro_search import RetroSearchConfig
+
+    parser = argparse.ArgumentParser(
+        prog="retrosearch",
+        description="Retro-Search: revise reasoning traces to be shorter and still correct.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    inspect = commands.add_parser("inspect", help="figures of trace datasets (no model needed)")
+    inspect.add_argument("files", nargs="+", help="trace files (JSONL, JSON, Parquet) or dataset ids")
+    inspect.add_argument("--tokenizer", help="count tokens with this tokenizer (default: whitespace words)")
+    inspect.add_argument("--keywords", nargs="+", help=HELP["keywords"])
+    inspect.add_argument("--limit", type=int, help=HELP["limit"])
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    for name in ("problem_field", "answer_field", "trace_field"):
+        inspect.add_argument("--" + name.replace("_", "-"), dest=name, help=HELP[name])
+    inspect.add_argument("--gold-from-trace", action="store_true", help=HELP["gold_from_trace"])
+
+    generate = commands.add_parser("generate", help="sample traces for problems")
+    generate.add_argument("--config", help="YAML file of options (command-line options win)")
+    add_options(generate, GenerateConfig, EngineConfig, help_text=HELP)
+
+    revise = commands.add_parser("revise", help="revise traces with Retro-Search")
+    revise.add_argument("--config", help="YAML file of options (command-line options win)")
+    add_options(revise, ReviseConfig, RetroSearchConfig, EngineConfig, help_text=HELP)
+
+    demo = commands.add_parser("demo", help="the main job on the embedded organism, in minutes on a CPU")
+    demo.add_argument("--output", default="runs/demo", help=HELP["output"])
+    demo.add_argument("--problems", type=int, default=128, help="held-out organism problems to solve")
+    demo.add_argument("--seed", type=int, default=0, help=HELP["seed"])
+    demo.add_argument("--overwrite", action="store_true", help=HELP["overwrite"])
+
+    organism = commands.add_parser("organism", help="the embedded organism: train it, export its teacher data")
+    organism_commands = organism.add_subparsers(dest="organism_command", required=True, metavar="COMMAND")
+    train = organism_commands.add_parser("train", help="train the organism (resumable)")
+    train.add_argument("--out", required=True, help="checkpoint folder (rerun to resume)")
+    train.add_argument("--steps", type=int, default=3000, help="optimizer steps")
+    train.add_argument("--minutes", type=float, help="stop after this much wall time")
+    train.add_argument("--batch-size", type=int, default=64, help="traces per step")
+    train.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate")
+    train.add_argument("--eval-every", type=int, default=200, help="steps between evaluations")
+    train.add_argument("--seed", type=int, default=0, help="data and init seed")
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    teacher = organism_commands.add_parser("teacher", help="export teacher traces (the strong model's dataset)")
+    teacher.add_argument("--out", required=True, help="JSONL file to write")
+    teacher.add_argument("--count", type=int, default=1000, help="problems")
+    teacher.add_argument("--split", choices=("train", "test"), default="train", help="problem split")
+    teacher.add_argument("--seed", type=int, default=0, help="seed")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from retrosearch import config as configs
+
+    if args.command == "inspect":
+        from retrosearch.data import FieldMap
+        from retrosearch.inspect_traces import inspect_file, token_counter
+        from retrosearch.rundir import print_summary
+        from retrosearch.trace import with_keywords
+
+        count = token_counter(args.tokenizer)
+        fields = FieldMap(args.problem_field, args.answer_field, args.trace_field, None, args.gold_from_trace)
+        for path in args.files:
+            figures = inspect_file(path, fields, with_keywords(args.keywords), count, args.limit)
+            if args.json:
+                print(json.dumps(figures))
+            else:
+                print_summary(f"retrosearch inspect — {path}", figures)
+        return 0
+    if args.command == "generate":
+        from retrosearch.engines import EngineConfig
+        from retrosearch.generate import GenerateConfig, generate
+
+        config, engine = configs.build((GenerateConfig, EngineConfig), args, args.config)
+        generate(config, engine)
+        return 0
+    if args.command == "revise":
+        from retrosearch.engines import EngineConfig
+        from retrosearch.revise import ReviseConfig, revise
+        from retrosearch.search.retro_search import RetroSearchConfig
+
+        config, search, engine = configs.build((ReviseConfig, RetroSearchConfig, EngineConfig), args, args.config)
+        if not config.input:
+            raise ValueError("revise needs --input (a traces file or dataset id)")
+        revise(config, search, engine)
+        return 0
+    if args.command == "demo":
+        from retrosearch.demo import demo
+
+        demo(args.output, args.problems, args.seed, args.overwrite)
+        return 0
+    if args.organism_command == "train":
+        from retrosearch.organism.train import TrainConfig, train
+
+        train(Path(args.out), TrainConfig(steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
+                                          learning_rate=args.learning_rate, eval_every=args.eval_every,
+                                          seed=args.seed, threads=args.threads))
+        return 0
+    from retrosearch.organism.export import export_teacher
+
+    written = export_teacher(Path(args.out), args.count, args.split, args.seed)
+    print(f"wrote {written} teacher traces to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from retrosearch.data import DataError
+    from retrosearch.rundir import RunError
+
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (DataError, RunError, ValueError, FileNotFoundError) as error:
+        if os.environ.get("RETROSEARCH_DEBUG"):
+            raise
+        print(f"retrosearch: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("retrosearch: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

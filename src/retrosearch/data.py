@@ -1,0 +1,316 @@
+"""Reading samples in the common shapes, and append-only, resumable JSONL output.
+
+Readers yield `Sample`s with the file and line they came from; bad input raises `DataError` with a
+one-line message naming file, line and field, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrosearch.answers import extract_answer
+
+PROBLEM_FIELDS = ("problem", "question", "prompt", "input")
+ANSWER_FIELDS = ("answer", "gold", "gt", "ground_truth", "final_answer", "expected_answer")
+TRACE_FIELDS = ("response", "generation", "output", "completion", "trace", "code", "model_output")
+ID_FIELDS = ("id", "idx", "unique_id", "problem_id", "uid")
+CHAT_FIELDS = ("conversations", "messages")
+
+
+class DataError(ValueError):
+    """Bad input: the message is one line naming file, line and field, and what to do."""
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Which fields hold problem, gold answer and trace; None means detect the common shapes."""
+
+    problem: str | None = None
+    answer: str | None = None
+    trace: str | None = None
+    id: str | None = None
+    gold_from_trace: bool = False  # the dataset holds only correct traces: their answer is gold
+
+
+@dataclass
+class Sample:
+    id: str
+    problem: str
+    gold: str | None
+    response: str
+    source: str  # file:line, for messages
+    record: dict[str, Any] = field(default_factory=dict)
+    layout: str = "field"  # how `response` maps back into `record`
+    trace_field: str = ""
+
+
+def _first(record: dict, names: Iterable[str]) -> str | None:
+    return next((name for name in names if name in record), None)
+
+
+def _text(value: Any) -> Any:
+    """Harness outputs store the model output as a one-element list."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]
+    return value
+
+
+def _chat_turns(record: dict, name: str) -> tuple[str | None, str | None]:
+    user = assistant = None
+    for turn in record[name]:
+        if not isinstance(turn, dict):
+            continue
+        role = turn.get("role", turn.get("from"))
+        content = turn.get("content", turn.get("value"))
+        if role in ("user", "human") and user is None:
+            user = content
+        elif role in ("assistant", "gpt"):
+            assistant = content
+    return user, assistant
+
+
+def to_sample(record: dict, source: str, fields: FieldMap, row_number: int) -> Sample:
+    where = f"{source}"
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object per row, got {type(record).__name__}")
+    layout, trace_field = "field", fields.trace
+    problem = gold = response = None
+    chat = _first(record, CHAT_FIELDS)
+    if fields.trace is None and chat and isinstance(record[chat], list):
+        problem, response = _chat_turns(record, chat)
+        layout, trace_field = "chat", chat
+    elif fields.trace is None and "thinking_trajectories" in record:
+        thinking = _text(record["thinking_trajectories"])
+        response = f"<think>\n{thinking}\n</think>\n\n{record.get('attempt', '')}"
+        layout, trace_field = "s1k", "thinking_trajectories"
+    else:
+        trace_field = fields.trace or _first(record, TRACE_FIELDS)
+        if trace_field is None:
+            raise DataError(
+                f"{where}: no trace field (looked for {', '.join(TRACE_FIELDS)}, conversations, "
+                "thinking_trajectories); name it with --trace-field"
+            )
+        if trace_field not in record:
+            raise DataError(f"{where}: field '{trace_field}' is missing; check --trace-field")
+        response = _text(record[trace_field])
+    problem_field = fields.problem or _first(record, PROBLEM_FIELDS)
+    if problem_field is not None:
+        if problem_field not in record:
+            raise DataError(f"{where}: field '{problem_field}' is missing; check --problem-field")
+        problem = record[problem_field]
+    if not isinstance(problem, str) or not problem.strip():
+        raise DataError(
+            f"{where}: no problem text (looked for {', '.join(PROBLEM_FIELDS)}); name it with --problem-field"
+        )
+    if not isinstance(response, str):
+        raise DataError(f"{where}: field '{trace_field}' is not text; name the trace with --trace-field")
+    answer_field = fields.answer or _first(record, ANSWER_FIELDS)
+    if answer_field is not None:
+        if answer_field not in record:
+            raise DataError(f"{where}: field '{answer_field}' is missing; check --answer-field")
+        gold = _gold_text(record[answer_field])
+    elif fields.gold_from_trace:
+        gold = extract_answer(response)
+    elif "solution" in record and isinstance(record["solution"], str):
+        gold = extract_answer(record["solution"])
+    if gold is None and not fields.gold_from_trace:
+        raise DataError(
+            f"{where}: no gold answer (looked for {', '.join(ANSWER_FIELDS)}, solution); "
+            "name it with --answer-field, or pass --gold-from-trace for a dataset of correct traces"
+        )
+    id_field = fields.id or _first(record, ID_FIELDS)
+    sample_id = str(record[id_field]) if id_field and id_field in record else f"row-{row_number}"
+    return Sample(sample_id, problem, gold, response, source, record, layout, trace_field or "")
+
+
+def _gold_text(value: Any) -> str | None:
+    value = _text(value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) if value else None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None if value is None else str(value)
+
+
+def with_response(sample: Sample, response: str) -> dict[str, Any]:
+    """The input record with its trace replaced by `response`, in the input's own layout."""
+    record = dict(sample.record)
+    if sample.layout == "chat":
+        turns = [dict(t) for t in record[sample.trace_field]]
+        for turn in reversed(turns):
+            if turn.get("role", turn.get("from")) in ("assistant", "gpt"):
+                turn["content" if "content" in turn else "value"] = response
+                break
+        record[sample.trace_field] = turns
+    elif sample.layout == "s1k":
+        thinking, _, attempt = response.partition("\n</think>\n\n")
+        thinking = thinking.removeprefix("<think>\n")
+        original = record["thinking_trajectories"]
+        record["thinking_trajectories"] = [thinking] if isinstance(original, list) else thinking
+        record["attempt"] = attempt
+    else:
+        original = record.get(sample.trace_field)
+        is_list = isinstance(original, list) and len(original) == 1
+        record[sample.trace_field] = [response] if is_list else response
+    return record
+
+
+def read_records(path: str) -> Iterator[tuple[dict, str]]:
+    """(record, 'file:line') pairs from JSONL, JSON, Parquet or a Hugging Face dataset id."""
+    local = Path(path)
+    if not local.exists():
+        if not _looks_like_hub_id(path):
+            raise DataError(f"{path}: no such file")
+        yield from _hub_records(path)
+        return
+    if local.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty; give a file with one sample per line")
+    if local.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for number, record in enumerate(pq.read_table(local).to_pylist(), start=1):
+            yield record, f"{path}:row {number}"
+        return
+    if local.suffix == ".json":
+        try:
+            records = json.loads(local.read_text())
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{error.lineno}: broken JSON ({error.msg})") from None
+        if not isinstance(records, list):
+            raise DataError(f"{path}: expected a JSON list of samples")
+        for number, record in enumerate(records, start=1):
+            yield record, f"{path}:item {number}"
+        return
+    if local.suffix not in (".jsonl", ".ndjson"):
+        raise DataError(f"{path}: unknown format '{local.suffix}'; use .jsonl, .json or .parquet")
+    with open(local, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line), f"{path}:{number}"
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{number}: broken JSON line ({error.msg}); fix or remove it") from None
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    name = path.partition(":")[0]
+    return name.count("/") == 1 and not name.startswith((".", "/")) and Path(name).suffix == ""
+
+
+def _hub_records(dataset_id: str) -> Iterator[tuple[dict, str]]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{dataset_id}: not a local file; `pip install datasets` to read hub datasets") from None
+    name, _, split = dataset_id.partition(":")
+    for number, record in enumerate(datasets.load_dataset(name, split=split or "train"), start=1):
+        yield record, f"{name}:row {number}"
+
+
+def read_samples(path: str, fields: FieldMap = FieldMap(), limit: int | None = None) -> list[Sample]:
+    """All samples of a file, validated before any work starts (ids must be unique)."""
+    samples: list[Sample] = []
+    seen: dict[str, str] = {}
+    for number, (record, source) in enumerate(read_records(path), start=1):
+        if limit is not None and len(samples) >= limit:
+            break
+        sample = to_sample(record, source, fields, number)
+        if sample.id in seen:
+            raise DataError(f"{source}: id '{sample.id}' repeats {seen[sample.id]}; ids must be unique")
+        seen[sample.id] = source
+        samples.append(sample)
+    if not samples:
+        raise DataError(f"{path}: no samples found")
+    return samples
+
+
+class JsonlAppender:
+    """Append-only JSONL keyed by id: rerunning skips what is already there."""
+
+    def __init__(self, path: Path, overwrite: bool = False) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if overwrite and path.exists():
+            path.unlink()
+        self._drop_torn_tail()
+        self.done: set[str] = set()
+        if path.exists():
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    self.done.add(json.loads(line)["id"])
+        self._handle = open(path, "a", encoding="utf-8")
+
+    def _drop_torn_tail(self) -> None:
+        """A run killed mid-write leaves a last line without its newline: drop it."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as handle:
+            data = handle.read()
+            if not data.endswith(b"\n"):
+                handle.truncate(data.rfind(b"\n") + 1)
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        self.done.add(row["id"])
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write whole-or-nothing: a temporary file renamed into place."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    temporary.replace(path)
+
+
+@dataclass
+class ProblemRow:
+    id: str
+    problem: str
+    gold: str | None
+
+
+def read_problems(path: str, fields: FieldMap = FieldMap(), limit: int | None = None) -> list[ProblemRow]:
+    """Problems with gold answers from a file or dataset (no traces needed)."""
+    problems: list[ProblemRow] = []
+    for number, (record, source) in enumerate(read_records(path), start=1):
+        if limit is not None and len(problems) >= limit:
+            break
+        if not isinstance(record, dict):
+            raise DataError(f"{source}: expected a JSON object per row, got {type(record).__name__}")
+        problem_field = fields.problem or _first(record, PROBLEM_FIELDS)
+        if problem_field is None or not isinstance(record.get(problem_field), str):
+            raise DataError(f"{source}: no problem text (looked for {', '.join(PROBLEM_FIELDS)}); use --problem-field")
+        answer_field = fields.answer or _first(record, ANSWER_FIELDS)
+        gold = _gold_text(record[answer_field]) if answer_field in record else None
+        if gold is None and isinstance(record.get("solution"), str):
+            gold = extract_answer(record["solution"])
+        if gold is None:
+            raise DataError(f"{source}: no gold answer (looked for {', '.join(ANSWER_FIELDS)}); use --answer-field")
+        id_field = fields.id or _first(record, ID_FIELDS)
+        problem_id = str(record[id_field]) if id_field else f"problem-{number}"
+        problems.append(ProblemRow(problem_id, record[problem_field], gold))
+    if not problems:
+        raise DataError(f"{path}: no problems found")
+    return problems
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Write a whole JSONL file at once: a temporary file renamed into place."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    temporary.replace(path)

@@ -1,0 +1,46 @@
+"""Which tokens would make a completion start with a banned word, for any tokenizer.
+
+Banning single token ids misses multi-token spellings ("Alter" + "natively"), leading-space and
+newline variants, and case variants. Instead the completion's start is tracked as text: while it
+is still a (case-insensitive) prefix of some banned word, every token whose text would complete a
+banned word is masked. A token that only extends the prefix stays allowed; the next step checks
+again. Leading whitespace and markdown before the word are skipped, as the trace parser does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from retrosearch.trace import normalize_start
+
+
+class StartBan:
+    """Banned-start masks for one vocabulary and one word list, cached per prefix state."""
+
+    def __init__(self, token_texts: Sequence[str], words: Sequence[str]) -> None:
+        self.words = tuple(sorted({w.lower() for w in words if w.strip()}))
+        self.token_texts = [t.lower() for t in token_texts]
+        self._masks: dict[str, list[int]] = {}
+
+    def state(self, completion_text: str) -> str | None:
+        """The normalized start of a completion while a banned word could still follow, else None."""
+        start = normalize_start(completion_text)
+        if any(word.startswith(start) for word in self.words):
+            return start
+        return None
+
+    def banned_ids(self, state: str) -> list[int]:
+        if state not in self._masks:
+            self._masks[state] = [
+                token_id
+                for token_id, text in enumerate(self.token_texts)
+                if self._completes_word(state + text if state else normalize_start(text))
+            ]
+        return self._masks[state]
+
+    def _completes_word(self, start: str) -> bool:
+        return bool(start) and any(start.startswith(word) for word in self.words)
+
+    def violates(self, completion_text: str) -> bool:
+        """True if a finished completion starts with a banned word (for checks and tests)."""
+        return self._completes_word(normalize_start(completion_text))

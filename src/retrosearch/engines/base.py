@@ -1,0 +1,64 @@
+"""The one interface every engine implements: `await engine.generate(requests) -> completions`.
+
+Engines see token ids and strings, never traces. A request may forbid its completion from STARTING
+with some words (case-insensitive, after leading whitespace and markdown): that is how Retro-Search
+suppresses a thought switch for one step, and each engine must enforce it for every tokenization.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt_ids: tuple[int, ...]
+    max_new_tokens: int
+    temperature: float = 0.6
+    top_p: float = 0.95
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+    banned_starts: tuple[str, ...] = ()
+    # (needle, count, until): stop once the completion holds `count` occurrences of `needle`
+    # before the first `until` (None: anywhere). Lets a caller stop a rollout that can no longer win.
+    occurrence_limit: tuple[str, int, str | None] | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """Generated token ids and their exact decoded text (nothing cut off after a stop)."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: str  # "stop", "eos", "length" or "limit"
+
+
+class Engine(ABC):
+    """A text generator over one model; `tokenizer` is that model's Hugging Face tokenizer."""
+
+    model_id: str
+    revision: str | None = None
+    tokenizer: object
+
+    @abstractmethod
+    async def generate(self, requests: Sequence[Request]) -> list[Completion]: ...
+
+    def chat_prompt(self, user: str) -> str:
+        """The model's chat template around one user turn, ready for the assistant's reply."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        if not template:
+            return user
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
+        )
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def close(self) -> None:
+        """Release the engine's resources."""

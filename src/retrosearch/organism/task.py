@@ -1,0 +1,127 @@
+"""The organism's task: find the digit x that a chain of mod-10 operations maps to a target.
+
+Every operation is a bijection on the digits 0-9 (adding k, or multiplying by 3, 7 or 9), so each
+problem has exactly one answer, and a candidate can only be judged after its whole chain is computed:
+one line of thought tries one candidate through a few steps, and only the last step shows whether it
+works. That is the search shape Retro-Search repairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+
+MULTIPLIERS = (3, 7, 9)
+ADDENDS = tuple(range(1, 10))
+NUM_OPS = 3
+TEST_SHARE = 10  # one problem in TEST_SHARE is held out
+
+STEP_PATTERN = re.compile(r"^(\d) ([+*]) (\d) = (\d)(?: , (yes|not (\d)))?$")
+
+
+@dataclass(frozen=True)
+class Op:
+    symbol: str
+    operand: int
+
+    def apply(self, value: int) -> int:
+        if self.symbol == "+":
+            return (value + self.operand) % 10
+        return (value * self.operand) % 10
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.operand}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    ops: tuple[Op, ...]
+    target: int
+
+    @property
+    def text(self) -> str:
+        chain = " then ".join(str(op) for op in self.ops)
+        return f"find the digit x : x {chain} gives {self.target}"
+
+    @property
+    def answer(self) -> int:
+        (solution,) = [x for x in range(10) if self.evaluate(x) == self.target]
+        return solution
+
+    @property
+    def id(self) -> str:
+        return "organism-" + hashlib.sha256(self.text.encode()).hexdigest()[:12]
+
+    @property
+    def split(self) -> str:
+        return "test" if int(self.id.split("-")[1], 16) % TEST_SHARE == 0 else "train"
+
+    def evaluate(self, x: int) -> int:
+        for op in self.ops:
+            x = op.apply(x)
+        return x
+
+    def chain(self, x: int) -> list[tuple[int, Op, int]]:
+        """The computation steps (input, op, output) that try candidate x."""
+        steps = []
+        for op in self.ops:
+            out = op.apply(x)
+            steps.append((x, op, out))
+            x = out
+        return steps
+
+
+def all_ops() -> list[Op]:
+    return [Op("+", k) for k in ADDENDS] + [Op("*", k) for k in MULTIPLIERS]
+
+
+def random_problem(rng: random.Random) -> Problem:
+    choices = all_ops()
+    return Problem(tuple(rng.choice(choices) for _ in range(NUM_OPS)), rng.randrange(10))
+
+
+def sample_problems(split: str, count: int, seed: int) -> list[Problem]:
+    """`count` distinct problems of one split, the same for the same seed."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    rng = random.Random(f"organism-{split}-{seed}")
+    seen: set[str] = set()
+    problems: list[Problem] = []
+    while len(problems) < count:
+        problem = random_problem(rng)
+        if problem.split == split and problem.id not in seen:
+            seen.add(problem.id)
+            problems.append(problem)
+    return problems
+
+
+def parse_problem(text: str) -> Problem:
+    match = re.fullmatch(r"find the digit x : x (.+) gives (\d)", text.strip())
+    if not match:
+        raise ValueError(f"not an organism problem: {text!r}")
+    ops = []
+    for part in match.group(1).split(" then "):
+        symbol, operand = part.split()
+        ops.append(Op(symbol, int(operand)))
+    return Problem(tuple(ops), int(match.group(2)))
+
+
+def check_step(step: str, target: int | None = None) -> bool | None:
+    """True if a computation step is arithmetically right, False if wrong, None if not one.
+
+    A step that closes a line (`... = r , not t` or `... = r , yes`) is also checked against
+    the problem's target when one is given.
+    """
+    match = STEP_PATTERN.match(step.strip())
+    if not match:
+        return None
+    left, symbol, operand, result, verdict, claimed_target = match.groups()
+    if Op(symbol, int(operand)).apply(int(left)) != int(result):
+        return False
+    if verdict is None or target is None:
+        return True
+    if verdict == "yes":
+        return int(result) == target
+    return int(claimed_target) == target and int(result) != target

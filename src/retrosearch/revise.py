@@ -1,0 +1,196 @@
+"""`retrosearch revise`: Retro-Search over a dataset of traces, resumable, with a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from retrosearch.answers import default_checker, extract_answer
+from retrosearch.data import FieldMap, JsonlAppender, Sample, read_jsonl, read_samples, with_response
+from retrosearch.engines import Engine, EngineConfig, load_engine
+from retrosearch.rundir import config_payload, now, prepare, print_summary, save_summary, write_manifest
+from retrosearch.runner import run_ordered
+from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
+from retrosearch.trace import parse
+
+OUTPUT_FILE = "revised.jsonl"
+SPEED_ONLY = ("batch_size", "device", "concurrency", "overwrite")
+
+
+@dataclass(frozen=True)
+class ReviseConfig:
+    input: str = ""
+    output: str = "runs/revise"
+    limit: int | None = None
+    overwrite: bool = False
+    concurrency: int = 0  # samples in flight; 0 = twice the engine's batch size
+    problem_field: str | None = None
+    answer_field: str | None = None
+    trace_field: str | None = None
+    id_field: str | None = None
+    gold_from_trace: bool = False
+    max_input_tokens: int | None = None  # skip longer traces (reason "too long")
+
+
+class Reviser:
+    """Turns one sample into one output row."""
+
+    def __init__(self, engine: Engine, search: RetroSearch, config: ReviseConfig) -> None:
+        self.engine = engine
+        self.search = search
+        self.config = config
+        self.accepted = 0
+
+    def _stats(self, text: str, suffix: str) -> dict[str, Any]:
+        trace = parse(text)
+        stats = trace.stats(self.search.matcher)
+        return {
+            f"tokens_{suffix}": self.engine.count_tokens(text),
+            f"steps_{suffix}": stats.steps,
+            f"thoughts_{suffix}": stats.thoughts,
+            f"switches_{suffix}": stats.switches,
+        }
+
+    async def __call__(self, sample: Sample) -> dict[str, Any]:
+        trace = parse(sample.response)
+        row: dict[str, Any] = {
+            "id": sample.id,
+            "problem": sample.problem,
+            "gold": sample.gold,
+            "format": trace.format.name,
+            "original": sample.response,
+            **self._stats(sample.response, "before"),
+        }
+        reason = await self._skip_reason(sample, row)
+        if reason is not None:
+            status = "unchanged" if reason == "no thought switch" else "skipped"
+            return self._finish(row, sample, sample.response, status, reason, [], 0, 0)
+        result = await self.search.revise(sample.id, sample.problem, sample.gold or "", trace)
+        revised = result.trace.render()
+        self.accepted += len(result.revisions)
+        status = "revised" if result.revisions else "unchanged"
+        reason = "shorter correct rollout accepted" if result.revisions else "no rollout was correct and shorter"
+        revisions = [asdict(r) for r in result.revisions]
+        return self._finish(row, sample, revised, status, reason, revisions, result.rollouts, result.generated_tokens)
+
+    async def _skip_reason(self, sample: Sample, row: dict[str, Any]) -> str | None:
+        trace = parse(sample.response)
+        if not trace.finished:
+            return "unfinished reasoning"
+        answer = extract_answer(trace.solution)
+        if answer is None:
+            return "no final answer"
+        correct = await asyncio.to_thread(default_checker().is_correct, sample.gold, answer)
+        if not correct:
+            return "incorrect original answer"
+        limit = self.config.max_input_tokens
+        if limit is not None and row["tokens_before"] > limit:
+            return "too long"
+        if not trace.switch_indices(self.search.matcher):
+            return "no thought switch"
+        return None
+
+    def _finish(
+        self,
+        row: dict[str, Any],
+        sample: Sample,
+        revised: str,
+        status: str,
+        reason: str,
+        revisions: list[dict[str, Any]],
+        rollouts: int,
+        generated: int,
+    ) -> dict[str, Any]:
+        after = self._stats(revised, "after") if revised != sample.response else {
+            key.replace("_before", "_after"): value for key, value in row.items() if key.endswith("_before")
+        }
+        return {
+            **row,
+            "revised": revised,
+            **after,
+            "revisions": revisions,
+            "rollouts": rollouts,
+            "generated_tokens": generated,
+            "status": status,
+            "reason": reason,
+            "record": with_response(sample, revised),
+        }
+
+
+def summarize(rows: list[dict[str, Any]], wall_seconds: float) -> dict[str, Any]:
+    searched = [r for r in rows if r.get("status") in ("revised", "unchanged")]
+    skipped = Counter(r["reason"] for r in rows if r.get("status") == "skipped")
+
+    def mean(key: str, subset: list[dict[str, Any]]) -> float:
+        return statistics.fmean(r[key] for r in subset) if subset else 0.0
+
+    before, after = mean("tokens_before", searched), mean("tokens_after", searched)
+    return {
+        "samples": len(rows),
+        "revised": sum(r.get("status") == "revised" for r in rows),
+        "unchanged": sum(r.get("status") == "unchanged" for r in rows),
+        "skipped": dict(skipped),
+        "errors": sum(r.get("status") == "error" for r in rows),
+        "accepted_revisions": sum(len(r.get("revisions", [])) for r in rows),
+        "tokens_before_mean": before,
+        "tokens_after_mean": after,
+        "tokens_ratio": after / before if before else 0.0,
+        "steps_before_mean": mean("steps_before", searched),
+        "steps_after_mean": mean("steps_after", searched),
+        "switches_before_mean": mean("switches_before", searched),
+        "switches_after_mean": mean("switches_after", searched),
+        "rollouts": sum(r.get("rollouts", 0) for r in rows),
+        "generated_tokens": sum(r.get("generated_tokens", 0) for r in rows),
+        "wall_seconds": wall_seconds,
+    }
+
+
+def revise(
+    config: ReviseConfig,
+    search: RetroSearchConfig = RetroSearchConfig(),
+    engine_config: EngineConfig = EngineConfig(),
+    engine: Engine | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Revise `config.input` into `config.output`; returns the summary (also in summary.json)."""
+    output = Path(config.output)
+    fields = FieldMap(config.problem_field, config.answer_field, config.trace_field, config.id_field,
+                      config.gold_from_trace)
+    samples = read_samples(config.input, fields, config.limit)  # all input errors surface before any write
+    payload = config_payload(config, search, engine_config)
+    digest = prepare(output, payload, config.overwrite, SPEED_ONLY)
+    started_at, started = now(), time.monotonic()
+    engine = engine or load_engine(engine_config)
+    reviser = Reviser(engine, RetroSearch(engine, default_checker().is_correct, search), config)
+    appender = JsonlAppender(output / OUTPUT_FILE)
+    write_manifest(output, payload, digest, {"model": engine.model_id, "model_revision": engine.revision,
+                                            "input": config.input, "started": started_at, "finished": None})
+    generated_at_start = getattr(engine, "generated_tokens", 0)
+
+    def postfix() -> dict[str, Any]:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        tokens = getattr(engine, "generated_tokens", 0) - generated_at_start
+        return {"accepted": reviser.accepted, "tok/s": f"{tokens / elapsed:,.0f}"}
+
+    concurrency = config.concurrency or 2 * engine_config.batch_size
+    try:
+        stats = asyncio.run(run_ordered(samples, reviser, appender, concurrency, "revise", postfix))
+    finally:
+        appender.close()
+    ids = {s.id for s in samples}
+    rows = [row for row in read_jsonl(output / OUTPUT_FILE) if row["id"] in ids]
+    summary = summarize(rows, time.monotonic() - started)
+    summary["resumed_samples"] = stats.skipped_existing
+    save_summary(output, summary)
+    write_manifest(output, payload, digest, {"model": engine.model_id, "model_revision": engine.revision,
+                                            "input": config.input, "started": started_at, "finished": now(),
+                                            "counts": {k: summary[k] for k in ("samples", "revised", "errors")},
+                                            "wall_seconds": summary["wall_seconds"]})
+    if not quiet:
+        print_summary(f"retrosearch revise — {output}", summary)
+    return summary

@@ -1,0 +1,207 @@
+"""Retro-Search (Lu et al., 2025): revisit every thought switch of a correct trace.
+
+At each switch, the revision model continues the current thought instead: phase 1 writes the next
+step with the switch keywords banned at its start, phase 2 runs freely to an answer. The rollout
+replaces the rest of the trace when its value gamma^length * R beats the current trace's, i.e. when
+it is correct and strictly shorter. The cursor then moves to the next switch after this one.
+
+Length in steps counts the blank-line segments of the reasoning (empty ones too); in tokens it
+counts the response's tokens. Bounded rollouts stop as soon as they can no longer be shorter; since
+every rollout has its own seed, the result is the same with the bound on or off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Literal
+
+from retrosearch.answers import extract_answer
+from retrosearch.engines.base import Completion, Engine, Request
+from retrosearch.trace import DEFAULT_KEYWORDS, SEPARATOR, KeywordMatcher, Trace, parse
+
+
+@dataclass(frozen=True)
+class RetroSearchConfig:
+    """Settings of one Retro-Search run (defaults marked *chosen* in docs/paper notes)."""
+
+    keywords: tuple[str, ...] = DEFAULT_KEYWORDS
+    gamma: float = 0.9
+    length_unit: Literal["steps", "tokens"] = "steps"
+    rollouts: int = 1  # rollouts per switch; the best one is kept
+    partial: float = 1.0  # share of switches revisited (1.0 = full Retro-Search), seeded per trace
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 32768  # per rollout
+    step_max_tokens: int = 2048  # for the first, suppressed step
+    bound: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gamma < 1.0:
+            raise ValueError("gamma must be in (0, 1)")
+        if self.length_unit not in ("steps", "tokens"):
+            raise ValueError("length_unit must be 'steps' or 'tokens'")
+        if self.rollouts < 1:
+            raise ValueError("rollouts must be at least 1")
+        if not 0.0 < self.partial <= 1.0:
+            raise ValueError("partial must be in (0, 1]")
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from the parts, independent of batch order and process."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@dataclass
+class Rollout:
+    trace: Trace
+    length: int
+    correct: bool
+    generated_tokens: int
+    finish_reason: str
+    index: int
+
+
+@dataclass
+class Revision:
+    switch_index: int
+    keyword: str | None
+    length_before: int
+    length_after: int
+    rollout: int
+
+
+@dataclass
+class SearchResult:
+    trace: Trace
+    length_before: int
+    length_after: int
+    revisions: list[Revision] = field(default_factory=list)
+    rollouts: int = 0
+    generated_tokens: int = 0
+
+
+class RetroSearch:
+    """Retro-Search over one engine; `is_correct(gold, answer)` checks answers."""
+
+    def __init__(self, engine: Engine, is_correct, config: RetroSearchConfig = RetroSearchConfig()) -> None:
+        self.engine = engine
+        self.is_correct = is_correct
+        self.config = config
+        self.matcher = KeywordMatcher(config.keywords)
+
+    def length(self, trace: Trace) -> int:
+        if self.config.length_unit == "steps":
+            return len(trace.steps)
+        return self.engine.count_tokens(trace.render())
+
+    async def revise(self, sample_id: str, problem: str, gold: str, trace: Trace) -> SearchResult:
+        """Revise a trace whose answer is already known to be correct."""
+        config = self.config
+        prompt = self.engine.chat_prompt(problem)
+        current, current_length = trace, self.length(trace)
+        result = SearchResult(trace=trace, length_before=current_length, length_after=current_length)
+        visit = random.Random(derive_seed(config.seed, sample_id, "partial"))
+        cursor = -1
+        while True:
+            later = [i for i in current.switch_indices(self.matcher) if i > cursor]
+            if not later:
+                break
+            cursor = later[0]
+            if config.partial < 1.0 and visit.random() >= config.partial:
+                continue
+            rollouts = await asyncio.gather(
+                *(
+                    self.rollout(sample_id, prompt, gold, current, cursor, current_length, r)
+                    for r in range(config.rollouts)
+                )
+            )
+            tried = [r for r in rollouts if r is not None]
+            result.rollouts += len(tried)
+            result.generated_tokens += sum(r.generated_tokens for r in tried)
+            winners = [r for r in tried if r.correct and r.length < current_length]
+            if winners:
+                best = min(winners, key=lambda r: (r.length, r.index))
+                result.revisions.append(
+                    Revision(
+                        switch_index=cursor,
+                        keyword=self.matcher.match(current.steps[cursor]),
+                        length_before=current_length,
+                        length_after=best.length,
+                        rollout=best.index,
+                    )
+                )
+                current, current_length = best.trace, best.length
+        result.trace, result.length_after = current, current_length
+        return result
+
+    async def rollout(
+        self, sample_id: str, prompt: str, gold: str, trace: Trace, index: int, bound: int, number: int
+    ) -> Rollout | None:
+        """Continue the thought before switch `index`; None when no rollout could win at all."""
+        config = self.config
+        prefix = trace.prefix(index)
+        prompt_ids = tuple(self.engine.encode(prompt + prefix))
+        close = trace.format.close
+        steps_left = bound - index - 1  # segments the rollout may add and still be shorter
+        if config.bound and config.length_unit == "steps" and steps_left <= 0:
+            return None
+        prefix_tokens = self.engine.count_tokens(prefix) if config.length_unit == "tokens" else 0
+        if config.bound and config.length_unit == "tokens" and bound - prefix_tokens <= 0:
+            return None
+        seed = derive_seed(config.seed, sample_id, index, number)
+        first = await self._generate(
+            Request(
+                prompt_ids=prompt_ids,
+                max_new_tokens=min(config.step_max_tokens, config.max_new_tokens),
+                temperature=config.temperature,
+                top_p=config.top_p,
+                seed=seed,
+                stop=(SEPARATOR,),
+                banned_starts=config.keywords,
+            )
+        )
+        completions = [first]
+        step_text = first.text.split(SEPARATOR, 1)[0]
+        if first.finish_reason == "stop" and step_text.strip():
+            max_tokens = config.max_new_tokens - len(first.token_ids)
+            limit = None
+            if config.bound and config.length_unit == "tokens":
+                max_tokens = min(max_tokens, bound - prefix_tokens - len(first.token_ids))
+            if config.bound and config.length_unit == "steps":
+                body = first.text if close is None else first.text.split(close, 1)[0]
+                if close is None or close not in first.text:
+                    limit = (SEPARATOR, steps_left - body.count(SEPARATOR), close)
+            if max_tokens > 0 and (limit is None or limit[1] > 0):
+                second = await self._generate(
+                    Request(
+                        prompt_ids=prompt_ids + first.token_ids,
+                        max_new_tokens=max_tokens,
+                        temperature=config.temperature,
+                        top_p=config.top_p,
+                        seed=derive_seed(seed, "continue"),
+                        occurrence_limit=limit,
+                    )
+                )
+                completions.append(second)
+        generated = sum(len(c.token_ids) for c in completions)
+        finish = completions[-1].finish_reason
+        new_trace = parse(prefix + "".join(c.text for c in completions), trace.format)
+        valid = finish == "eos" and bool(step_text.strip()) and self.matcher.match(new_trace.steps[index]) is None
+        if config.length_unit == "steps":
+            length = len(new_trace.steps)
+        else:
+            length = prefix_tokens + generated
+        correct = valid and new_trace.finished and await self._correct(gold, new_trace)
+        return Rollout(new_trace, length, correct, generated, finish, number)
+
+    async def _generate(self, request: Request) -> Completion:
+        (completion,) = await self.engine.generate([request])
+        return completion
+
+    async def _correct(self, gold: str, trace: Trace) -> bool:
+        return await asyncio.to_thread(self.is_correct, gold, extract_answer(trace.solution))
