@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TRACES = SHARED / "data" / "traces"
+BENCHMARKS = SHARED / "data" / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def shared_traces() -> list[Path]:
+    files = sorted(TRACES.glob("*.jsonl"))
+    if not files:
+        pytest.skip(f"../shared/data/traces is absent ({TRACES}); the shared data sits beside the checkout")
+    return files
+
+
+@pytest.fixture(scope="session")
+def organism_engine():
+    from retrosearch.engines import EngineConfig, load_engine
+
+    return load_engine(EngineConfig(model="organism", device="cpu"))

@@ -1,0 +1,81 @@
+import random
+import re
+import statistics
+
+import pytest
+
+from retrosearch.answers import extract_answer
+from retrosearch.organism.task import Op, Problem, check_step, parse_problem, sample_problems
+from retrosearch.organism.teacher import Habits, solve
+from retrosearch.organism.tokenizer import build_tokenizer
+from retrosearch.trace import KeywordMatcher, parse
+
+
+def teacher_traces(count: int, habits: Habits = Habits(), seed: int = 0):
+    rng = random.Random(seed)
+    return [solve(p, rng, habits) for p in sample_problems("train", count, seed)]
+
+
+def test_every_problem_has_one_answer_and_splits_do_not_overlap():
+    train = sample_problems("train", 2000, 0)
+    test = sample_problems("test", 500, 0)
+    assert not {p.id for p in train} & {p.id for p in test}
+    assert all(p.split == "test" for p in test)
+    for problem in train[:200]:
+        assert sum(problem.evaluate(x) == problem.target for x in range(10)) == 1
+        assert parse_problem(problem.text) == problem
+    assert sample_problems("test", 50, 3) == sample_problems("test", 50, 3)
+
+
+def test_checker_accepts_right_steps_and_rejects_wrong_ones():
+    assert Op("*", 7).apply(8) == 6
+    assert check_step("8 * 7 = 6") is True
+    assert check_step("8 + 8 = 3") is False
+    assert check_step("4 + 9 = 3 , not 0", target=0) is True
+    assert check_step("4 + 9 = 3 , yes", target=0) is False
+    assert check_step("4 + 9 = 3 , not 3", target=3) is False
+    assert check_step("Wait , try x = 4") is None
+
+
+def test_every_teacher_trace_verifies():
+    matcher = KeywordMatcher()
+    for record in teacher_traces(1000):
+        problem: Problem = record.problem
+        trace = parse(record.text)
+        assert trace.render() == record.text
+        assert extract_answer(trace.solution) == str(record.answer)
+        assert record.correct == (record.answer == problem.answer)
+        for step in trace.steps:
+            assert check_step(step, problem.target) is not False, step
+        assert len(trace.switch_indices(matcher)) == record.switches
+        if not record.gave_up:
+            assert record.correct
+            assert any(step.endswith(", yes") for step in trace.steps)
+
+
+def test_habit_rates_follow_the_settings():
+    never = teacher_traces(400, Habits(under_thinking=0.0, over_thinking=0.0, loop=0.0))
+    assert not any(r.under_thinking or r.over_thinking or r.looped or r.abandoned for r in never)
+    often = teacher_traces(2000, Habits(under_thinking=0.5, over_thinking=0.5, loop=0.0), seed=1)
+    lines = sum(r.lines for r in often)
+    abandoned = sum(len(r.abandoned) for r in often)
+    assert abandoned / lines == pytest.approx(0.5, abs=0.04)
+    found = [r for r in often if not r.gave_up]
+    assert statistics.fmean(r.over_thinking for r in found) == pytest.approx(0.5, abs=0.05)
+    # with no cut-off lines and unlimited lines, the teacher always finds the answer
+    thorough = teacher_traces(300, Habits(under_thinking=0.0, over_thinking=0.0, max_lines=10, loop=0.0))
+    assert all(r.correct for r in thorough)
+
+
+def test_tokenizer_round_trips_every_teacher_trace():
+    tokenizer = build_tokenizer()
+    keyword_ids = {tokenizer.convert_tokens_to_ids(k) for k in ("But wait", "Let me double-check", "\n\n")}
+    assert tokenizer.unk_token_id not in keyword_ids
+    for record in teacher_traces(1000):
+        for text in (record.text, record.problem.text):
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            assert tokenizer.unk_token_id not in ids
+            assert tokenizer.decode(ids) == text
+    ids = tokenizer("12 + 7", add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == ["1", "2", " +", " 7"]
+    assert re.search("<think>", tokenizer.decode(tokenizer("<think>")["input_ids"]))

@@ -1,0 +1,127 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from retrosearch.answers import extract_answer, is_correct
+from retrosearch.cli import main
+from retrosearch.organism.export import export_teacher
+from retrosearch.revise import ReviseConfig, revise
+from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.trace import KeywordMatcher, parse
+
+SEARCH = RetroSearchConfig(max_new_tokens=400)
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "teacher.jsonl"
+    export_teacher(path, 40, split="test", seed=0)
+    return path
+
+
+def rows_of(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "revised.jsonl").read_text().splitlines()]
+
+
+def test_revised_traces_stay_correct_and_bound_changes_nothing_but_work(teacher_file, tmp_path, organism_engine):
+    bounded = revise(ReviseConfig(input=str(teacher_file), output=str(tmp_path / "on")), SEARCH,
+                     engine=organism_engine, quiet=True)
+    unbounded = revise(ReviseConfig(input=str(teacher_file), output=str(tmp_path / "off")),
+                       RetroSearchConfig(max_new_tokens=400, bound=False), engine=organism_engine, quiet=True)
+    on, off = rows_of(tmp_path / "on"), rows_of(tmp_path / "off")
+    assert [(r["id"], r["status"], r["revised"], r["revisions"]) for r in on] == [
+        (r["id"], r["status"], r["revised"], r["revisions"]) for r in off
+    ]
+    assert bounded["generated_tokens"] < unbounded["generated_tokens"]
+    assert bounded["revised"] > 0
+    matcher = KeywordMatcher()
+    for row in on:
+        if row["status"] == "skipped":
+            assert row["reason"] == "incorrect original answer"
+            assert row["revised"] == row["original"]
+            continue
+        assert is_correct(row["gold"], extract_answer(parse(row["revised"]).solution))
+        trace = parse(row["revised"])
+        for revision in row["revisions"]:
+            assert revision["length_after"] < revision["length_before"]
+        if row["revisions"]:
+            last = row["revisions"][-1]
+            assert matcher.match(trace.steps[last["switch_index"]]) is None
+            assert len(trace.steps) == last["length_after"]
+            assert row["record"]["response"] == row["revised"]
+    summary = json.loads((tmp_path / "on" / "summary.json").read_text())
+    for key in ("samples", "revised", "unchanged", "skipped", "errors", "tokens_before_mean", "tokens_after_mean",
+                "switches_before_mean", "switches_after_mean", "generated_tokens", "wall_seconds"):
+        assert key in summary
+    manifest = json.loads((tmp_path / "on" / "manifest.json").read_text())
+    assert manifest["config_hash"] and manifest["versions"]["transformers"] and manifest["finished"]
+
+
+def test_rerun_resumes_and_a_changed_config_is_refused(teacher_file, tmp_path, organism_engine, capsys):
+    config = ReviseConfig(input=str(teacher_file), output=str(tmp_path / "run"), limit=6)
+    first = revise(config, SEARCH, engine=organism_engine, quiet=True)
+    again = revise(config, SEARCH, engine=organism_engine, quiet=True)
+    assert again["resumed_samples"] == first["samples"] == 6
+    assert len(rows_of(tmp_path / "run")) == 6
+    code = main(["revise", "--input", str(teacher_file), "--output", str(tmp_path / "run"), "--limit", "6",
+                 "--gamma", "0.5"])
+    assert code == 2
+    assert "another config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"problem": "p", "answer": "1", "response": "x"}\n{"problem": \n', "bad.jsonl:2: broken JSON"),
+        ('{"problem": "p", "response": "x"}\n', "bad.jsonl:1: no gold answer"),
+        ('{"question": "p", "answer": "1"}\n', "bad.jsonl:1: no trace field"),
+        ("", "bad.jsonl: the file is empty"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_writes_nothing(tmp_path, capsys, content, expected):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content)
+    code = main(["revise", "--input", str(bad), "--output", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert expected in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_format_and_missing_named_field(tmp_path, capsys):
+    odd = tmp_path / "traces.csv"
+    odd.write_text("a,b\n")
+    assert main(["inspect", str(odd)]) == 2
+    assert "unknown format '.csv'" in capsys.readouterr().err
+    good = tmp_path / "t.jsonl"
+    good.write_text('{"problem": "p", "answer": "1", "response": "r"}\n')
+    assert main(["revise", "--input", str(good), "--trace-field", "trace", "--output", str(tmp_path / "o")]) == 2
+    assert "t.jsonl:1: field 'trace' is missing" in capsys.readouterr().err
+
+
+def test_killed_run_resumes_to_the_same_output(teacher_file, tmp_path):
+    command = [sys.executable, "-m", "retrosearch.cli", "revise", "--input", str(teacher_file),
+               "--max-new-tokens", "400", "--batch-size", "4", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*command, "--output", str(tmp_path / "whole")], check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--output", str(killed)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    output = killed / "revised.jsonl"
+    while time.monotonic() < deadline and process.poll() is None:
+        if output.exists() and len(output.read_text().splitlines()) >= 10:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(output.read_text().splitlines()) < 40
+    subprocess.run([*command, "--output", str(killed)], check=True, env=env, capture_output=True)
+    assert output.read_text() == (tmp_path / "whole" / "revised.jsonl").read_text()
