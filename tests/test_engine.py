@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 
 import pytest
 import torch
@@ -25,8 +26,9 @@ def bpe_tokenizer() -> PreTrainedTokenizerFast:
     core = Tokenizer(models.BPE(unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=330, special_tokens=["<pad>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=330, special_tokens=["<pad>", "</s>", "<unk>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     core.train_from_iterator(CORPUS, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
@@ -37,9 +39,17 @@ class KeywordLover(torch.nn.Module):
     def __init__(self, tokenizer) -> None:
         super().__init__()
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         self.inner = LlamaForCausalLM(config)
         self.config = config
         self.generation_config = self.inner.generation_config
@@ -49,7 +59,7 @@ class KeywordLover(torch.nn.Module):
             for variant in (keyword, " " + keyword, keyword.lower(), "\n" + keyword):
                 ids = tokenizer(variant, add_special_tokens=False)["input_ids"]
                 self.start[ids[0]] = 12.0
-                for previous, following in zip(ids, ids[1:]):
+                for previous, following in itertools.pairwise(ids):
                     self.follow[previous, following] = 30.0
 
     def forward(self, input_ids, cache=None, **kwargs):
@@ -68,8 +78,10 @@ def test_no_completion_starts_with_a_banned_keyword(make_tokenizer):
     ban = StartBan(token_texts(tokenizer), DEFAULT_KEYWORDS)
 
     def sample(banned: tuple[str, ...]) -> list[str]:
-        requests = [Request(prompt, max_new_tokens=16, temperature=1.0, top_p=1.0, seed=s, banned_starts=banned)
-                    for s in range(160)]
+        requests = [
+            Request(prompt, max_new_tokens=16, temperature=1.0, top_p=1.0, seed=s, banned_starts=banned)
+            for s in range(160)
+        ]
         return [c.text for c in engine.run_batch(requests)]
 
     free = sample(())

@@ -30,10 +30,15 @@ def rows_of(folder: Path) -> list[dict]:
 
 
 def test_revised_traces_stay_correct_and_bound_changes_nothing_but_work(teacher_file, tmp_path, organism_engine):
-    bounded = revise(ReviseConfig(input=str(teacher_file), output=str(tmp_path / "on")), SEARCH,
-                     engine=organism_engine, quiet=True)
-    unbounded = revise(ReviseConfig(input=str(teacher_file), output=str(tmp_path / "off")),
-                       RetroSearchConfig(max_new_tokens=400, bound=False), engine=organism_engine, quiet=True)
+    bounded = revise(
+        ReviseConfig(input=str(teacher_file), output=str(tmp_path / "on")), SEARCH, engine=organism_engine, quiet=True
+    )
+    unbounded = revise(
+        ReviseConfig(input=str(teacher_file), output=str(tmp_path / "off")),
+        RetroSearchConfig(max_new_tokens=400, bound=False),
+        engine=organism_engine,
+        quiet=True,
+    )
     on, off = rows_of(tmp_path / "on"), rows_of(tmp_path / "off")
     assert [(r["id"], r["status"], r["revised"], r["revisions"]) for r in on] == [
         (r["id"], r["status"], r["revised"], r["revisions"]) for r in off
@@ -56,8 +61,19 @@ def test_revised_traces_stay_correct_and_bound_changes_nothing_but_work(teacher_
             assert len(trace.steps) == last["length_after"]
             assert row["record"]["response"] == row["revised"]
     summary = json.loads((tmp_path / "on" / "summary.json").read_text())
-    for key in ("samples", "revised", "unchanged", "skipped", "errors", "tokens_before_mean", "tokens_after_mean",
-                "switches_before_mean", "switches_after_mean", "generated_tokens", "wall_seconds"):
+    for key in (
+        "samples",
+        "revised",
+        "unchanged",
+        "skipped",
+        "errors",
+        "tokens_before_mean",
+        "tokens_after_mean",
+        "switches_before_mean",
+        "switches_after_mean",
+        "generated_tokens",
+        "wall_seconds",
+    ):
         assert key in summary
     manifest = json.loads((tmp_path / "on" / "manifest.json").read_text())
     assert manifest["config_hash"] and manifest["versions"]["transformers"] and manifest["finished"]
@@ -69,8 +85,9 @@ def test_rerun_resumes_and_a_changed_config_is_refused(teacher_file, tmp_path, o
     again = revise(config, SEARCH, engine=organism_engine, quiet=True)
     assert again["resumed_samples"] == first["samples"] == 6
     assert len(rows_of(tmp_path / "run")) == 6
-    code = main(["revise", "--input", str(teacher_file), "--output", str(tmp_path / "run"), "--limit", "6",
-                 "--gamma", "0.5"])
+    code = main(
+        ["revise", "--input", str(teacher_file), "--output", str(tmp_path / "run"), "--limit", "6", "--gamma", "0.5"]
+    )
     assert code == 2
     assert "another config" in capsys.readouterr().err
 
@@ -106,13 +123,26 @@ def test_unknown_format_and_missing_named_field(tmp_path, capsys):
 
 
 def test_killed_run_resumes_to_the_same_output(teacher_file, tmp_path):
-    command = [sys.executable, "-m", "retrosearch.cli", "revise", "--input", str(teacher_file),
-               "--max-new-tokens", "400", "--batch-size", "4", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "retrosearch.cli",
+        "revise",
+        "--input",
+        str(teacher_file),
+        "--max-new-tokens",
+        "400",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*command, "--output", str(tmp_path / "whole")], check=True, env=env, capture_output=True)
     killed = tmp_path / "killed"
-    process = subprocess.Popen([*command, "--output", str(killed)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, "--output", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     output = killed / "revised.jsonl"
     while time.monotonic() < deadline and process.poll() is None:

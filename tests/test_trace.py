@@ -14,8 +14,15 @@ def test_round_trip_is_byte_exact_on_all_shared_traces(shared_traces):
 
 
 def test_round_trip_of_awkward_texts():
-    for text in ["", "\n\n", "a\n\n\n\nb", "<think>\n\n</think>", "</think>only close", "x\n\n\nWait, y",
-                 "<|begin_of_thought|>\n\na\n\nb<|end_of_thought|>\n\n<|begin_of_solution|>s<|end_of_solution|>"]:
+    for text in [
+        "",
+        "\n\n",
+        "a\n\n\n\nb",
+        "<think>\n\n</think>",
+        "</think>only close",
+        "x\n\n\nWait, y",
+        "<|begin_of_thought|>\n\na\n\nb<|end_of_thought|>\n\n<|begin_of_solution|>s<|end_of_solution|>",
+    ]:
         assert parse(text).render() == text
         for fmt in FORMATS.values():
             assert parse(text, fmt).render() == text

@@ -142,9 +142,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.organism_command == "train":
         from retrosearch.organism.train import TrainConfig, train
 
-        train(Path(args.out), TrainConfig(steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
-                                          learning_rate=args.learning_rate, eval_every=args.eval_every,
-                                          seed=args.seed, threads=args.threads))
+        train(
+            Path(args.out),
+            TrainConfig(
+                steps=args.steps,
+                minutes=args.minutes,
+                batch_size=args.batch_size,
+                learning_rate=args.learning_rate,
+                eval_every=args.eval_every,
+                seed=args.seed,
+                threads=args.threads,
+            ),
+        )
         return 0
     from retrosearch.organism.export import export_teacher
 

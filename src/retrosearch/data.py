@@ -243,7 +243,7 @@ class JsonlAppender:
             with open(path, encoding="utf-8") as handle:
                 for line in handle:
                     self.done.add(json.loads(line)["id"])
-        self._handle = open(path, "a", encoding="utf-8")
+        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the run, closed by close()
 
     def _drop_torn_tail(self) -> None:
         """A run killed mid-write leaves a last line without its newline: drop it."""

@@ -27,14 +27,25 @@ def demo(output: str = "runs/demo", problems: int = 128, seed: int = 0, overwrit
     engine_config = EngineConfig(model="organism")
     engine = load_engine(engine_config)
     generated = generate(
-        GenerateConfig(problems="organism", output=str(root / "generate"), limit=problems, keep_correct=True,
-                       max_new_tokens=ORGANISM_MAX_TOKENS, seed=seed, overwrite=overwrite),
-        engine_config, engine=engine, quiet=True,
+        GenerateConfig(
+            problems="organism",
+            output=str(root / "generate"),
+            limit=problems,
+            keep_correct=True,
+            max_new_tokens=ORGANISM_MAX_TOKENS,
+            seed=seed,
+            overwrite=overwrite,
+        ),
+        engine_config,
+        engine=engine,
+        quiet=True,
     )
     revised = revise(
         ReviseConfig(input=str(root / "generate" / TRACES_FILE), output=str(root / "revise"), overwrite=overwrite),
         RetroSearchConfig(max_new_tokens=ORGANISM_MAX_TOKENS, seed=seed),
-        engine_config, engine=engine, quiet=True,
+        engine_config,
+        engine=engine,
+        quiet=True,
     )
     summary = {
         "problems": generated["problems"],
@@ -50,8 +61,14 @@ def demo(output: str = "runs/demo", problems: int = 128, seed: int = 0, overwrit
         "output": str(root),
     }
     table = Table(title="retrosearch demo — the organism revises its own correct traces")
-    for column in ("traces", "revised", "tokens before → after", "switches before → after",
-                   "generated tokens", "wall time"):
+    for column in (
+        "traces",
+        "revised",
+        "tokens before → after",
+        "switches before → after",
+        "generated tokens",
+        "wall time",
+    ):
         table.add_column(column, justify="right")
     table.add_row(
         f"{summary['traces']} correct of {summary['problems']}",
@@ -63,5 +80,7 @@ def demo(output: str = "runs/demo", problems: int = 128, seed: int = 0, overwrit
     )
     console = Console()
     console.print(table)
-    console.print(f"outputs: {root / 'generate'} (traces), {root / 'revise'} (revised.jsonl, summary.json, manifest.json)")
+    console.print(
+        f"outputs: {root / 'generate'} (traces), {root / 'revise'} (revised.jsonl, summary.json, manifest.json)"
+    )
     return summary

@@ -134,8 +134,12 @@ def generate(
         "resumed_samples": stats.skipped_existing,
     }
     save_summary(output, summary)
-    write_manifest(output, payload, digest, {**extra, "started": started_at, "finished": now(),
-                                            "wall_seconds": summary["wall_seconds"]})
+    write_manifest(
+        output,
+        payload,
+        digest,
+        {**extra, "started": started_at, "finished": now(), "wall_seconds": summary["wall_seconds"]},
+    )
     if not quiet:
         print_summary(f"retrosearch generate — {output}", summary)
     return summary

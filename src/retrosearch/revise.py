@@ -106,9 +106,11 @@ class Reviser:
         rollouts: int,
         generated: int,
     ) -> dict[str, Any]:
-        after = self._stats(revised, "after") if revised != sample.response else {
-            key.replace("_before", "_after"): value for key, value in row.items() if key.endswith("_before")
-        }
+        after = (
+            self._stats(revised, "after")
+            if revised != sample.response
+            else {key.replace("_before", "_after"): value for key, value in row.items() if key.endswith("_before")}
+        )
         return {
             **row,
             "revised": revised,
@@ -159,8 +161,9 @@ def revise(
 ) -> dict[str, Any]:
     """Revise `config.input` into `config.output`; returns the summary (also in summary.json)."""
     output = Path(config.output)
-    fields = FieldMap(config.problem_field, config.answer_field, config.trace_field, config.id_field,
-                      config.gold_from_trace)
+    fields = FieldMap(
+        config.problem_field, config.answer_field, config.trace_field, config.id_field, config.gold_from_trace
+    )
     samples = read_samples(config.input, fields, config.limit)  # all input errors surface before any write
     payload = config_payload(config, search, engine_config)
     digest = prepare(output, payload, config.overwrite, SPEED_ONLY)
@@ -168,8 +171,18 @@ def revise(
     engine = engine or load_engine(engine_config)
     reviser = Reviser(engine, RetroSearch(engine, default_checker().is_correct, search), config)
     appender = JsonlAppender(output / OUTPUT_FILE)
-    write_manifest(output, payload, digest, {"model": engine.model_id, "model_revision": engine.revision,
-                                            "input": config.input, "started": started_at, "finished": None})
+    write_manifest(
+        output,
+        payload,
+        digest,
+        {
+            "model": engine.model_id,
+            "model_revision": engine.revision,
+            "input": config.input,
+            "started": started_at,
+            "finished": None,
+        },
+    )
     generated_at_start = getattr(engine, "generated_tokens", 0)
 
     def postfix() -> dict[str, Any]:
@@ -187,10 +200,20 @@ def revise(
     summary = summarize(rows, time.monotonic() - started)
     summary["resumed_samples"] = stats.skipped_existing
     save_summary(output, summary)
-    write_manifest(output, payload, digest, {"model": engine.model_id, "model_revision": engine.revision,
-                                            "input": config.input, "started": started_at, "finished": now(),
-                                            "counts": {k: summary[k] for k in ("samples", "revised", "errors")},
-                                            "wall_seconds": summary["wall_seconds"]})
+    write_manifest(
+        output,
+        payload,
+        digest,
+        {
+            "model": engine.model_id,
+            "model_revision": engine.revision,
+            "input": config.input,
+            "started": started_at,
+            "finished": now(),
+            "counts": {k: summary[k] for k in ("samples", "revised", "errors")},
+            "wall_seconds": summary["wall_seconds"],
+        },
+    )
     if not quiet:
         print_summary(f"retrosearch revise — {output}", summary)
     return summary

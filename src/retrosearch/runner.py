@@ -51,7 +51,7 @@ async def run_ordered(
         nonlocal next_to_write
         try:
             row = await work(item)
-        except Exception as error:  # noqa: BLE001 - soft-fail: recorded on the row
+        except Exception as error:
             row = {"id": item.id, "status": "error", "reason": f"{type(error).__name__}: {error}"}
             stats.errors += 1
         finally:

@@ -59,6 +59,3 @@ class Engine(ABC):
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
-
-    def close(self) -> None:
-        """Release the engine's resources."""

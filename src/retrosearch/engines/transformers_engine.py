@@ -26,7 +26,7 @@ def token_texts(tokenizer) -> list[str]:
     anchor_text = tokenizer.decode(anchor)
     texts = []
     for token_id in range(len(tokenizer)):
-        joined = tokenizer.decode(anchor + [token_id])
+        joined = tokenizer.decode([*anchor, token_id])
         texts.append(joined[len(anchor_text) :] if joined.startswith(anchor_text) else joined)
     return texts
 
@@ -122,7 +122,7 @@ class TransformersEngine(Engine):
             del self._pending[: self.max_batch_size]
             try:
                 completions = await asyncio.to_thread(self.run_batch, [r for r, _ in batch])
-            except Exception as error:  # noqa: BLE001 - handed to every waiting caller
+            except Exception as error:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
@@ -139,7 +139,7 @@ class TransformersEngine(Engine):
             Row(
                 request=r,
                 text=IncrementalText(self.tokenizer),
-                generator=torch.Generator().manual_seed(r.seed),
+                generator=torch.Generator(device=self.device).manual_seed(r.seed),
                 ban=self.start_ban(tuple(r.banned_starts)) if r.banned_starts else None,
             )
             for r in requests
@@ -155,12 +155,10 @@ class TransformersEngine(Engine):
         active = list(range(len(rows)))
         logits = self._forward(input_ids, mask, positions, cache)
         while True:
-            next_tokens = []
+            picks = [self._sample(logits[slot], rows[row_index]) for slot, row_index in enumerate(active)]
+            next_tokens = torch.stack(picks).tolist()  # one device sync per step, not one per row
             for slot, row_index in enumerate(active):
-                row = rows[row_index]
-                token = self._sample(logits[slot], row)
-                next_tokens.append(token)
-                self._advance(row, token)
+                self._advance(rows[row_index], next_tokens[slot])
             keep = [slot for slot, i in enumerate(active) if rows[i].finish_reason is None]
             if not keep:
                 break
@@ -186,9 +184,9 @@ class TransformersEngine(Engine):
             **{self._cache_argument: cache},
             logits_to_keep=1,
         )
-        return output.logits[:, -1, :].float().cpu()
+        return output.logits[:, -1, :].float()
 
-    def _sample(self, logits: torch.Tensor, row: Row) -> int:
+    def _sample(self, logits: torch.Tensor, row: Row) -> torch.Tensor:
         request = row.request
         if row.ban is not None and not row.banned_state_done:
             state = row.ban.state(row.text.text)
@@ -200,14 +198,14 @@ class TransformersEngine(Engine):
                     logits = logits.clone()
                     logits[banned] = float("-inf")
         if request.temperature <= 0:
-            return int(torch.argmax(logits))
+            return torch.argmax(logits)
         probs = torch.softmax(logits / request.temperature, dim=-1)
         if request.top_p < 1.0:
             sorted_probs, order = torch.sort(probs, descending=True)
             outside = sorted_probs.cumsum(-1) - sorted_probs >= request.top_p
             sorted_probs[outside] = 0.0
             probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-        return int(torch.multinomial(probs, 1, generator=row.generator))
+        return torch.multinomial(probs, 1, generator=row.generator)[0]
 
     def _advance(self, row: Row, token: int) -> None:
         request = row.request

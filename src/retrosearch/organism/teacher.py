@@ -127,7 +127,7 @@ def solve(problem: Problem, rng: random.Random, habits: Habits = Habits()) -> Tr
         elif candidate == problem.answer:
             found = candidate
         steps.extend(line)
-        previous_line = [_reopen(line, rng)] + line[1:]
+        previous_line = [_reopen(line, rng), *line[1:]]
         opener = rng.choice(SWITCH_KEYWORDS)
         if found is not None:
             break

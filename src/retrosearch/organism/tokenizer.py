@@ -15,10 +15,40 @@ from transformers import PreTrainedTokenizerFast
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
 PIECES = r"\n\n|\n| ?\\?[A-Za-z]+| ?\d| ?[^\sA-Za-z\d]| "
-WORDS = (
-    "find the digit x then gives try not yes answer is I guess so check it again let me Wait "
-    "Alternatively Hmm But wait Let double Another approach On second thought \\boxed"
-).split()
+WORDS = [
+    "find",
+    "the",
+    "digit",
+    "x",
+    "then",
+    "gives",
+    "try",
+    "not",
+    "yes",
+    "answer",
+    "is",
+    "I",
+    "guess",
+    "so",
+    "check",
+    "it",
+    "again",
+    "let",
+    "me",
+    "Wait",
+    "Alternatively",
+    "Hmm",
+    "But",
+    "wait",
+    "Let",
+    "double",
+    "Another",
+    "approach",
+    "On",
+    "second",
+    "thought",
+    "\\boxed",
+]
 PUNCTUATION = list(":,.=+*-{}()?!")
 MULTI_WORD_KEYWORDS = ("But wait", "Let me double-check", "Another approach", "On second thought")
 TAGS = ("<think>", "</think>")
@@ -47,9 +77,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     core.pre_tokenizer = pre_tokenizers.Split(Regex(PIECES), behavior="isolated")
     core.decoder = decoders.Fuse()
     core.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in specials])
-    core.add_tokens(
-        [AddedToken(token, normalized=False) for token in (*TAGS, *MULTI_WORD_KEYWORDS)]
-    )
+    core.add_tokens([AddedToken(token, normalized=False) for token in (*TAGS, *MULTI_WORD_KEYWORDS)])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
         bos_token=BOS,

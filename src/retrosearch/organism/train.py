@@ -90,9 +90,7 @@ def make_batch(
 def greedy_accuracy(model, tokenizer: PreTrainedTokenizerBase, problems: list[Problem]) -> float:
     model.eval()
     prompts = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p.text}], add_generation_prompt=True, tokenize=False
-        )
+        tokenizer.apply_chat_template([{"role": "user", "content": p.text}], add_generation_prompt=True, tokenize=False)
         for p in problems
     ]
     batch = tokenizer(prompts, add_special_tokens=False, return_tensors="pt", padding=True)
@@ -106,7 +104,9 @@ def greedy_accuracy(model, tokenizer: PreTrainedTokenizerBase, problems: list[Pr
     return correct / len(problems)
 
 
-def train(out: Path, config: TrainConfig = TrainConfig(), habits: Habits = Habits(), size: ModelSize = ModelSize()) -> Path:
+def train(
+    out: Path, config: TrainConfig = TrainConfig(), habits: Habits = Habits(), size: ModelSize = ModelSize()
+) -> Path:
     """Train (or resume training) the organism into `out`; returns the checkpoint folder."""
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
@@ -146,15 +146,26 @@ def train(out: Path, config: TrainConfig = TrainConfig(), habits: Habits = Habit
         last = step + 1 == config.steps or out_of_time
         if (step + 1) % config.eval_every == 0 or last:
             accuracy = greedy_accuracy(model, tokenizer, eval_problems)
-            entry = {"step": step + 1, "loss": round(loss.item(), 4), "greedy_accuracy": accuracy,
-                     "minutes": round((time.monotonic() - started) / 60, 2)}
+            entry = {
+                "step": step + 1,
+                "loss": round(loss.item(), 4),
+                "greedy_accuracy": accuracy,
+                "minutes": round((time.monotonic() - started) / 60, 2),
+            }
             with open(out / LOG_FILE, "a") as log:
                 log.write(json.dumps(entry) + "\n")
             progress.write(json.dumps(entry))
             model.save_pretrained(out)
-            torch.save({"step": step + 1, "optimizer": optimizer.state_dict(),
-                        "config": asdict(config), "habits": asdict(habits), "size": asdict(size)},
-                       state_path)
+            torch.save(
+                {
+                    "step": step + 1,
+                    "optimizer": optimizer.state_dict(),
+                    "config": asdict(config),
+                    "habits": asdict(habits),
+                    "size": asdict(size),
+                },
+                state_path,
+            )
         if out_of_time:
             break
     return out

@@ -192,10 +192,7 @@ class RetroSearch:
         finish = completions[-1].finish_reason
         new_trace = parse(prefix + "".join(c.text for c in completions), trace.format)
         valid = finish == "eos" and bool(step_text.strip()) and self.matcher.match(new_trace.steps[index]) is None
-        if config.length_unit == "steps":
-            length = len(new_trace.steps)
-        else:
-            length = prefix_tokens + generated
+        length = len(new_trace.steps) if config.length_unit == "steps" else prefix_tokens + generated
         correct = valid and new_trace.finished and await self._correct(gold, new_trace)
         return Rollout(new_trace, length, correct, generated, finish, number)
 

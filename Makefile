@@ -1,0 +1,33 @@
+# Fresh machine: `make demo` or `make test` does all set-up itself.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+# torch first and pinned, so pip never pulls a multi-GB CUDA build on a CPU machine
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test lint format benchmark
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q "$(TORCH)"
+	$(PYTHON) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/retrosearch demo
+
+test: setup
+	$(PYTHON) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+benchmark: setup
+	$(PYTHON) benchmarks/organism_quality.py

@@ -1,0 +1,150 @@
+"""`retrosearch sft`: fine-tune a student on (original or revised) traces with TRL.
+
+Each trace becomes a prompt-completion pair: the prompt is the model's chat template around the problem
+(ready for the assistant's reply), the completion is the trace exactly as written, reasoning included, so
+no chat template can drop the `<think>` part. Loss is on the completion only. Rows longer than
+`max_length` are refused with their exact count (or dropped with `drop_long`), never cut silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from retrosearch.data import DataError, FieldMap, read_samples
+from retrosearch.engines import resolve_model
+
+SEARCHED = ("revised", "unchanged")
+
+
+@dataclass(frozen=True)
+class SFTRunConfig:
+    input: str = ""
+    output: str = "runs/sft"
+    model: str = "organism"  # the student's starting checkpoint: hub id, path or "organism"
+    trace_field: str | None = None  # e.g. "revised" or "original" for a revise output
+    problem_field: str | None = None
+    limit: int | None = None
+    epochs: float = 1.0
+    batch_size: int = 8
+    gradient_accumulation: int = 1
+    learning_rate: float = 1e-5
+    warmup_ratio: float = 0.03
+    max_length: int = 16384
+    drop_long: bool = False
+    lora: bool = False
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    save_steps: int = 500
+    logging_steps: int = 10
+    seed: int = 0
+
+
+def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """Prompt-completion pairs, and counts of what was kept and why rows were left out."""
+    fields = FieldMap(problem=config.problem_field, trace=config.trace_field, gold_from_trace=True)
+    samples = read_samples(config.input, fields, config.limit)
+    pairs, too_long, not_searched, longest = [], 0, 0, 0
+    for sample in samples:
+        status = sample.record.get("status")
+        if status is not None and "revised" in sample.record and status not in SEARCHED:
+            not_searched += 1  # a revise row whose original was skipped (incorrect, unfinished) or failed
+            continue
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": sample.problem}], add_generation_prompt=True, tokenize=False
+        )
+        length = len(tokenizer(prompt + sample.response, add_special_tokens=False)["input_ids"]) + 1
+        longest = max(longest, length)
+        if length > config.max_length:
+            too_long += 1
+            continue
+        pairs.append({"prompt": prompt, "completion": sample.response})
+    if too_long and not config.drop_long:
+        raise DataError(
+            f"{config.input}: {too_long} of {len(samples)} rows exceed --max-length {config.max_length} tokens "
+            f"(longest {longest}); raise --max-length, or pass --drop-long to leave exactly these rows out"
+        )
+    if not pairs:
+        raise DataError(f"{config.input}: no rows to train on")
+    return pairs, {
+        "rows": len(samples),
+        "kept": len(pairs),
+        "dropped_too_long": too_long,
+        "left_out_not_searched": not_searched,
+        "longest_tokens": longest,
+    }
+
+
+def build_trainer(config: SFTRunConfig, pairs: list[dict[str, str]]):
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    path = resolve_model(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    cuda = torch.cuda.is_available()
+    arguments = SFTConfig(
+        output_dir=config.output,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of all steps
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        max_length=config.max_length,
+        completion_only_loss=True,
+        report_to=[],
+        seed=config.seed,
+        bf16=cuda,
+        use_cpu=not cuda,
+    )
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
+    return SFTTrainer(
+        model=model,
+        args=arguments,
+        train_dataset=Dataset.from_list(pairs),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+
+
+def sft(config: SFTRunConfig) -> dict[str, Any]:
+    """Train; rerunning resumes from the last checkpoint. The student lands in `<output>/final`."""
+    from transformers import AutoTokenizer
+
+    output = Path(config.output)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model))
+    pairs, counts = training_pairs(config, tokenizer)
+    final, done = output / "final", output / "sft_summary.json"
+    if done.exists():  # written last: the run is complete
+        return json.loads(done.read_text())
+    trainer = build_trainer(config, pairs)
+    resume = any(output.glob("checkpoint-*"))
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    model = trainer.model
+    if config.lora:
+        model = model.merge_and_unload()
+    model.save_pretrained(final)
+    trainer.processing_class.save_pretrained(final)
+    summary = {
+        **counts,
+        "train_loss": result.training_loss,
+        "steps": result.global_step,
+        "final": str(final),
+        "config": asdict(config),
+    }
+    done.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,71 @@
+import pytest
+
+from retrosearch.data import DataError
+from retrosearch.organism.export import export_teacher
+from retrosearch.sft import SFTRunConfig, build_trainer, sft, training_pairs
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sft") / "teacher.jsonl"
+    export_teacher(path, 16, split="train", seed=0)
+    return path
+
+
+def test_loss_is_on_the_whole_reasoning_and_nothing_else(teacher_file, tmp_path):
+    config = SFTRunConfig(input=str(teacher_file), output=str(tmp_path), max_length=1024)
+    trainer = build_trainer(config, training_pairs(config, _tokenizer())[0])
+    tokenizer = trainer.processing_class
+    example = trainer.train_dataset[0]
+    batch = trainer.data_collator([example])
+    labels = batch["labels"][0].tolist()
+    ids = batch["input_ids"][0].tolist()
+    trained = tokenizer.decode([t for t, label in zip(ids, labels, strict=True) if label != -100])
+    untrained = tokenizer.decode([t for t, label in zip(ids, labels, strict=True) if label == -100])
+    pair = training_pairs(config, tokenizer)[0][0]
+    assert trained == pair["completion"] + tokenizer.eos_token
+    assert trained.startswith("<think>") and "</think>" in trained and "try x =" in trained
+    assert untrained == pair["prompt"]
+
+
+def test_long_rows_are_refused_with_an_exact_count_or_dropped(teacher_file, tmp_path):
+    tokenizer = _tokenizer()
+    lengths = sorted(
+        len(tokenizer(p["prompt"] + p["completion"], add_special_tokens=False)["input_ids"]) + 1
+        for p in training_pairs(SFTRunConfig(input=str(teacher_file), max_length=10_000), tokenizer)[0]
+    )
+    cut = lengths[len(lengths) // 2]
+    expected = sum(length > cut for length in lengths)
+    with pytest.raises(DataError, match=f"{expected} of 16 rows exceed --max-length {cut}"):
+        training_pairs(SFTRunConfig(input=str(teacher_file), max_length=cut), tokenizer)
+    pairs, counts = training_pairs(SFTRunConfig(input=str(teacher_file), max_length=cut, drop_long=True), tokenizer)
+    assert counts["dropped_too_long"] == expected and len(pairs) == 16 - expected
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_training_runs_on_cpu_and_writes_a_loadable_student(teacher_file, tmp_path, lora):
+    from transformers import AutoModelForCausalLM
+
+    config = SFTRunConfig(
+        input=str(teacher_file),
+        output=str(tmp_path),
+        max_length=1024,
+        batch_size=8,
+        epochs=1,
+        learning_rate=1e-3,
+        lora=lora,
+        lora_rank=4,
+        lora_alpha=8,
+    )
+    summary = sft(config)
+    assert summary["steps"] == 2 and summary["kept"] == 16
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "final").config.model_type == "llama"
+    assert sft(config) == summary  # a finished run is not trained again
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from retrosearch.organism import checkpoint_path
+
+    return AutoTokenizer.from_pretrained(checkpoint_path())
