@@ -46,7 +46,12 @@ def extract_answer(text: str) -> str | None:
 
 
 def _plain(answer: str) -> str:
-    return answer.strip().strip("$").replace(" ", "").rstrip(".")
+    return _unescape(answer).strip().strip("$").replace(" ", "").rstrip(".")
+
+
+def _unescape(answer: str) -> str:
+    """Drop LaTeX currency signs and thin-space kerning ("\\$32,\\!348"), which math-verify misreads."""
+    return answer.replace("\\$", "").replace("\\!", "")
 
 
 def _verify(gold: str, predicted: str) -> bool:
@@ -55,7 +60,10 @@ def _verify(gold: str, predicted: str) -> bool:
     # Its signal timeouts are off on purpose (the pool enforces the deadline): silence its warning.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
 
-    wrap = lambda s: s if "$" in s or "\\boxed" in s else f"${s}$"  # noqa: E731
+    def wrap(answer: str) -> str:
+        answer = _unescape(answer)
+        return answer if "$" in answer or "\\boxed" in answer else f"${answer}$"
+
     gold_parsed = parse(wrap(gold), parsing_timeout=None)
     predicted_parsed = parse(wrap(predicted), parsing_timeout=None)
     return bool(verify(gold_parsed, predicted_parsed, timeout_seconds=None))

@@ -40,12 +40,23 @@ HELP = {
     "problems": "'organism' (held-out set), 'organism:train', or a file / dataset id of problems",
     "samples": "traces per problem",
     "keep_correct": "traces.jsonl keeps only the correct traces",
+    "shortest_correct_of": "keep the shortest correct trace among the first N samples of each problem",
+    "benchmarks": "benchmark names (aime24 aime25 amc23 math500 gsm8k olympiadbench gaokao2023en organism) or all",
+    "data_dir": "local benchmark copies laid out as DIR/<name>/test.jsonl (default: hub ids)",
+    "epochs": "training epochs",
+    "learning_rate": "peak learning rate (cosine schedule)",
+    "max_length": "longest training row in tokens; longer rows are refused (or dropped with --drop-long)",
+    "drop_long": "leave out rows longer than --max-length (their exact count is reported)",
+    "lora": "train LoRA adapters (PEFT) instead of all weights; merged into the final model",
 }
 
 
 def _parser() -> argparse.ArgumentParser:
     from retrosearch.config import add_options
     from retrosearch.engines import EngineConfig
+    from retrosearch.evaluate import EvalConfig
+    from retrosearch.selection import SelectConfig
+    from retrosearch.sft import SFTRunConfig
     from retrosearch.generate import GenerateConfig
     from retrosearch.revise import ReviseConfig
     from retrosearch.search.retro_search import RetroSearchConfig
@@ -73,6 +84,22 @@ def _parser() -> argparse.ArgumentParser:
     revise = commands.add_parser("revise", help="revise traces with Retro-Search")
     revise.add_argument("--config", help="YAML file of options (command-line options win)")
     add_options(revise, ReviseConfig, RetroSearchConfig, EngineConfig, help_text=HELP)
+
+    select = commands.add_parser("select", help="shortest-correct-of-N baseline from generate samples")
+    add_options(select, SelectConfig, help_text=HELP)
+
+    sft = commands.add_parser("sft", help="fine-tune a student on traces with TRL (full or LoRA)")
+    sft.add_argument("--config", help="YAML file of options (command-line options win)")
+    add_options(sft, SFTRunConfig, help_text=HELP)
+
+    evaluate = commands.add_parser("eval", help="accuracy, length and switches on math benchmarks")
+    evaluate.add_argument("--config", help="YAML file of options (command-line options win)")
+    add_options(evaluate, EvalConfig, EngineConfig, help_text=HELP)
+
+    run = commands.add_parser("run", help="run every stage of a YAML recipe, resumable, and print the table")
+    run.add_argument("recipe", help="recipe YAML file")
+    run.add_argument("--output", help="run folder (default: the recipe's)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan without loading any model")
 
     demo = commands.add_parser("demo", help="the main job on the embedded organism, in minutes on a CPU")
     demo.add_argument("--output", default="runs/demo", help=HELP["output"])
@@ -133,6 +160,30 @@ def _run(args: argparse.Namespace) -> int:
         if not config.input:
             raise ValueError("revise needs --input (a traces file or dataset id)")
         revise(config, search, engine)
+        return 0
+    if args.command == "select":
+        from retrosearch.selection import SelectConfig, select
+
+        (config,) = configs.build((SelectConfig,), args)
+        print(json.dumps(select(config)))
+        return 0
+    if args.command == "sft":
+        from retrosearch.sft import SFTRunConfig, sft
+
+        (config,) = configs.build((SFTRunConfig,), args, args.config)
+        print(json.dumps({k: v for k, v in sft(config).items() if k != "config"}))
+        return 0
+    if args.command == "eval":
+        from retrosearch.engines import EngineConfig
+        from retrosearch.evaluate import EvalConfig, evaluate
+
+        config, engine = configs.build((EvalConfig, EngineConfig), args, args.config)
+        evaluate(config, engine)
+        return 0
+    if args.command == "run":
+        from retrosearch.recipe import run_recipe
+
+        print(run_recipe(args.recipe, args.output, args.dry_run), end="")
         return 0
     if args.command == "demo":
         from retrosearch.demo import demo

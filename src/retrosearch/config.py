@@ -37,7 +37,10 @@ def add_options(parser: argparse.ArgumentParser, *classes: type, help_text: dict
             annotation = _unwrap_optional(hints[field.name])
             default = field.default if field.default is not dataclasses.MISSING else None
             described = (help_text or {}).get(field.name, "")
-            kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{described} (default: {default})".strip()}
+            kwargs: dict[str, Any] = {
+                "default": argparse.SUPPRESS,
+                "help": described if "default" in described else f"{described} (default: {default})".strip(),
+            }
             if annotation is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             elif typing.get_origin(annotation) is tuple:

@@ -66,28 +66,30 @@ def gold_answer(benchmark: str, value: Any) -> str:
     """The gold answer of a benchmark row as text (GSM8K keeps it after '####')."""
     if benchmark == "gsm8k" and isinstance(value, str):
         return value.split("####")[-1].strip().replace(",", "")
-    if isinstance(value, list):
-        return ", ".join(str(v).strip("$") for v in value)
+    if isinstance(value, list):  # OlympiadBench: "$a$,$b$" items, and several items for several answers
+        return ", ".join(str(v).replace("$,$", ", ").replace("$", "") for v in value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
 
 
-def load_benchmark(name: str, data_dir: str | None, limit: int | None) -> list[dict[str, str]]:
-    """Problems of one benchmark as rows of id, problem, answer."""
+def load_benchmark(name: str, data_dir: str | None, limit: int | None) -> tuple[list[dict[str, str]], int]:
+    """Problems of one benchmark as rows of id, problem, answer; and how many rows had no gold answer."""
     spec = BENCHMARKS[name]
     if data_dir:
         source = str(Path(data_dir) / spec.local_dir / "test.jsonl")
         records = read_records(source)
     else:
         records = _hub_rows(spec.hub_id)
-    rows = []
+    rows, no_gold = [], 0
     for number, (record, where) in enumerate(records, start=1):
         if limit is not None and len(rows) >= limit:
             break
-        for field in (spec.problem_field, spec.answer_field):
-            if record.get(field) in (None, "", []):
-                raise DataError(f"{where}: field '{field}' is missing or empty")
+        if spec.problem_field not in record or spec.answer_field not in record:
+            raise DataError(f"{where}: fields '{spec.problem_field}' and '{spec.answer_field}' are expected")
+        if record[spec.answer_field] in (None, "", []):
+            no_gold += 1  # e.g. two GaoKao rows whose answer sits inside the question text
+            continue
         rows.append(
             {
                 "id": f"{name}-{number}",
@@ -95,7 +97,7 @@ def load_benchmark(name: str, data_dir: str | None, limit: int | None) -> list[d
                 "answer": gold_answer(name, record[spec.answer_field]),
             }
         )
-    return rows
+    return rows, no_gold
 
 
 def _hub_rows(hub_id: str):
@@ -199,16 +201,18 @@ def evaluate(
     )
     for name in names:
         folder = output / name
+        no_gold = 0
         if name == "organism":
             stage = replace(base, problems="organism", output=str(folder), limit=config.limit or 500)
         else:
+            problems, no_gold = loaded[name]
             folder.mkdir(parents=True, exist_ok=True)
-            write_jsonl(folder / "problems.jsonl", loaded[name])
+            write_jsonl(folder / "problems.jsonl", problems)
             stage = replace(base, problems=str(folder / "problems.jsonl"), output=str(folder / "generate"))
         generate(stage, engine_config, engine=engine, quiet=True)
         samples_path = Path(stage.output) / SAMPLES_FILE
         rows = [json.loads(line) for line in samples_path.read_text().splitlines()]
-        results[name] = summarize_samples(rows, config.samples)
+        results[name] = {**summarize_samples(rows, config.samples), "left_out_no_gold": no_gold}
     table = markdown_table(engine_config.model, results, config.samples)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.md").write_text(table)

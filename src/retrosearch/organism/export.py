@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from retrosearch.data import write_jsonl
 from retrosearch.organism.task import sample_problems
@@ -17,3 +19,17 @@ def export_teacher(out: Path, count: int, split: str = "train", seed: int = 0, h
     out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(out, rows)
     return len(rows)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    output: str = "runs/teacher"
+    count: int = 1000
+    split: str = "train"
+    seed: int = 0
+
+
+def export_teacher_run(config: TeacherConfig) -> dict[str, Any]:
+    """The teacher's traces as `<output>/traces.jsonl`, the recipe stage for weak-to-strong."""
+    path = Path(config.output) / "traces.jsonl"
+    return {"traces": export_teacher(path, config.count, config.split, config.seed), "output": str(path)}
