@@ -55,11 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     from retrosearch.config import add_options
     from retrosearch.engines import EngineConfig
     from retrosearch.evaluate import EvalConfig
-    from retrosearch.selection import SelectConfig
-    from retrosearch.sft import SFTRunConfig
     from retrosearch.generate import GenerateConfig
     from retrosearch.revise import ReviseConfig
     from retrosearch.search.retro_search import RetroSearchConfig
+    from retrosearch.selection import SelectConfig
+    from retrosearch.sft import SFTRunConfig
 
     parser = argparse.ArgumentParser(
         prog="retrosearch",

@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-
 COMMANDS = ("teacher", "generate", "revise", "select", "sft", "eval")
 PLACEHOLDER = re.compile(r"\{([a-zA-Z0-9_-]+)\}")
 
