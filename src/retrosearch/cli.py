@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+STAGE_COMMANDS = ("generate", "revise", "select", "sft", "eval")
 HELP = {
     "input": "traces: JSONL, JSON, Parquet or a Hugging Face dataset id (name or name:split)",
     "output": "run folder (rerunning the same command resumes it)",
@@ -118,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-every", type=int, default=200, help="steps between evaluations")
     train.add_argument("--seed", type=int, default=0, help="data and init seed")
     train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps")
+    train.add_argument("--min-learning-rate", type=float, default=2e-4, help="learning rate at the end of the cosine")
+    train.add_argument("--init-from", help="start from these weights with a fresh optimizer (e.g. to retrain habits)")
     teacher = organism_commands.add_parser("teacher", help="export teacher traces (the strong model's dataset)")
     teacher.add_argument("--out", required=True, help="JSONL file to write")
     teacher.add_argument("--count", type=int, default=1000, help="problems")
@@ -144,41 +148,12 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 print_summary(f"retrosearch inspect — {path}", figures)
         return 0
-    if args.command == "generate":
-        from retrosearch.engines import EngineConfig
-        from retrosearch.generate import GenerateConfig, generate
+    if args.command in STAGE_COMMANDS:
+        from retrosearch.recipe import run_stage
 
-        config, engine = configs.build((GenerateConfig, EngineConfig), args, args.config)
-        generate(config, engine)
-        return 0
-    if args.command == "revise":
-        from retrosearch.engines import EngineConfig
-        from retrosearch.revise import ReviseConfig, revise
-        from retrosearch.search.retro_search import RetroSearchConfig
-
-        config, search, engine = configs.build((ReviseConfig, RetroSearchConfig, EngineConfig), args, args.config)
-        if not config.input:
-            raise ValueError("revise needs --input (a traces file or dataset id)")
-        revise(config, search, engine)
-        return 0
-    if args.command == "select":
-        from retrosearch.selection import SelectConfig, select
-
-        (config,) = configs.build((SelectConfig,), args)
-        print(json.dumps(select(config)))
-        return 0
-    if args.command == "sft":
-        from retrosearch.sft import SFTRunConfig, sft
-
-        (config,) = configs.build((SFTRunConfig,), args, args.config)
-        print(json.dumps({k: v for k, v in sft(config).items() if k != "config"}))
-        return 0
-    if args.command == "eval":
-        from retrosearch.engines import EngineConfig
-        from retrosearch.evaluate import EvalConfig, evaluate
-
-        config, engine = configs.build((EvalConfig, EngineConfig), args, args.config)
-        evaluate(config, engine)
+        result = run_stage(args.command, configs.merged_options(args, getattr(args, "config", None)))
+        if args.command in ("select", "sft"):
+            print(json.dumps({key: value for key, value in result.items() if key != "config"}))
         return 0
     if args.command == "run":
         from retrosearch.recipe import run_recipe
@@ -200,6 +175,9 @@ def _run(args: argparse.Namespace) -> int:
                 minutes=args.minutes,
                 batch_size=args.batch_size,
                 learning_rate=args.learning_rate,
+                min_learning_rate=args.min_learning_rate,
+                warmup_steps=args.warmup_steps,
+                init_from=args.init_from,
                 eval_every=args.eval_every,
                 seed=args.seed,
                 threads=args.threads,

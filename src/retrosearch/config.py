@@ -52,28 +52,16 @@ def add_options(parser: argparse.ArgumentParser, *classes: type, help_text: dict
             group.add_argument(_option(field.name), dest=field.name, **kwargs)
 
 
-def build(classes: tuple[type, ...], namespace: argparse.Namespace, recipe: str | None = None) -> list[Any]:
-    """Instances of `classes` from a YAML file (if any) overridden by the command line."""
+def merged_options(namespace: argparse.Namespace, recipe: str | None = None) -> dict[str, Any]:
+    """Options from a YAML file (if any), overridden by those given on the command line."""
     values: dict[str, Any] = {}
     if recipe:
         loaded = yaml.safe_load(Path(recipe).read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{recipe}: expected a mapping of option names to values")
         values.update({key.replace("-", "_"): value for key, value in loaded.items()})
-    values.update(vars(namespace))
-    known = {f.name for cls in classes for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known - {"command", "config", "func", "organism_command"})
-    if recipe and unknown:
-        raise ValueError(f"{recipe}: unknown option(s) {', '.join(unknown)}")
-    built = []
-    for cls in classes:
-        hints = typing.get_type_hints(cls)
-        chosen = {}
-        for field in dataclasses.fields(cls):
-            if field.name in values:
-                value = values[field.name]
-                if typing.get_origin(_unwrap_optional(hints[field.name])) is tuple and value is not None:
-                    value = tuple(value)
-                chosen[field.name] = value
-        built.append(cls(**chosen))
-    return built
+    values.update({key: value for key, value in vars(namespace).items() if key not in NOT_OPTIONS})
+    return values
+
+
+NOT_OPTIONS = ("command", "config", "organism_command")

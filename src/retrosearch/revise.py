@@ -160,6 +160,8 @@ def revise(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Revise `config.input` into `config.output`; returns the summary (also in summary.json)."""
+    if not config.input:
+        raise ValueError("revise needs --input: a traces file or dataset id")
     output = Path(config.output)
     fields = FieldMap(
         config.problem_field, config.answer_field, config.trace_field, config.id_field, config.gold_from_trace
@@ -171,18 +173,13 @@ def revise(
     engine = engine or load_engine(engine_config)
     reviser = Reviser(engine, RetroSearch(engine, default_checker().is_correct, search), config)
     appender = JsonlAppender(output / OUTPUT_FILE)
-    write_manifest(
-        output,
-        payload,
-        digest,
-        {
-            "model": engine.model_id,
-            "model_revision": engine.revision,
-            "input": config.input,
-            "started": started_at,
-            "finished": None,
-        },
-    )
+    run_facts = {
+        "model": engine.model_id,
+        "model_revision": engine.revision,
+        "input": config.input,
+        "started": started_at,
+    }
+    write_manifest(output, payload, digest, {**run_facts, "finished": None})
     generated_at_start = getattr(engine, "generated_tokens", 0)
 
     def postfix() -> dict[str, Any]:
@@ -205,10 +202,7 @@ def revise(
         payload,
         digest,
         {
-            "model": engine.model_id,
-            "model_revision": engine.revision,
-            "input": config.input,
-            "started": started_at,
+            **run_facts,
             "finished": now(),
             "counts": {k: summary[k] for k in ("samples", "revised", "errors")},
             "wall_seconds": summary["wall_seconds"],

@@ -41,10 +41,13 @@ SEPARATOR = "\n\n"
 class Habits:
     """How often the teacher under-thinks, over-thinks, gives up and loops."""
 
-    under_thinking: float = 0.3  # chance to abandon a line before its last step
-    over_thinking: float = 0.35  # chance to re-check after a line that already succeeded
+    under_thinking: float = 0.5  # chance to abandon a line before its last step
+    over_thinking: float = 0.5  # chance to re-check after a line that already succeeded
     max_lines: int = 7  # lines tried before giving up with a guess
     loop: float = 0.005  # chance to repeat the previous line word for word
+    # Share of switches that open with "Wait" (the rest spread over the other keywords). Sampling at
+    # temperature 0.6 and top-p 0.95 all but erases a habit whose mass is split over many keywords.
+    main_keyword_share: float = 0.75
 
 
 @dataclass
@@ -127,15 +130,15 @@ def solve(problem: Problem, rng: random.Random, habits: Habits = Habits()) -> Tr
         elif candidate == problem.answer:
             found = candidate
         steps.extend(line)
-        previous_line = [_reopen(line, rng), *line[1:]]
-        opener = rng.choice(SWITCH_KEYWORDS)
+        previous_line = [_reopen(line, rng, habits), *line[1:]]
+        opener = keyword(SWITCH_KEYWORDS, rng, habits)
         if found is not None:
             break
     if found is not None and rng.random() < habits.over_thinking:
         record.over_thinking = True
         record.switches += 1
         recheck = found if rng.random() < 0.5 or not candidates else candidates.pop()
-        steps.extend(line_steps(problem, recheck, rng.choice(RECHECK_KEYWORDS)))
+        steps.extend(line_steps(problem, recheck, keyword(RECHECK_KEYWORDS, rng, habits)))
     if found is None:
         record.gave_up = True
         pool = candidates or list(range(10))
@@ -145,10 +148,15 @@ def solve(problem: Problem, rng: random.Random, habits: Habits = Habits()) -> Tr
     return record
 
 
-def _reopen(line: list[str], rng: random.Random) -> str:
+def keyword(choices: tuple[str, ...], rng: random.Random, habits: Habits) -> str:
+    """The first keyword with `main_keyword_share`, else one of the others."""
+    return choices[0] if rng.random() < habits.main_keyword_share else rng.choice(choices[1:])
+
+
+def _reopen(line: list[str], rng: random.Random, habits: Habits) -> str:
     """The head of a repeated line, opened with a switch keyword as any later line is."""
     candidate = line[0].rsplit(" ", 1)[1]
-    return f"{rng.choice(SWITCH_KEYWORDS)} , try x = {candidate}"
+    return f"{keyword(SWITCH_KEYWORDS, rng, habits)} , try x = {candidate}"
 
 
 def render_response(steps: list[str], answer: int) -> str:

@@ -43,6 +43,7 @@ class TrainConfig:
     eval_problems: int = 64
     seed: int = 0
     threads: int | None = None
+    init_from: str | None = None  # start from these weights (fresh optimizer), e.g. to retrain habits
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -118,6 +119,10 @@ def train(
         model = AutoModelForCausalLM.from_pretrained(out)
         state = torch.load(state_path, weights_only=False)
         start_step = state["step"]
+    elif config.init_from:
+        tokenizer = save_tokenizer(out)
+        model = AutoModelForCausalLM.from_pretrained(config.init_from)
+        state, start_step = None, 0
     else:
         tokenizer = save_tokenizer(out)
         model = build_model(tokenizer, size)
