@@ -11,6 +11,26 @@ from retrosearch.trace import parse
 LINE_HEAD = re.compile(r"try x = (\d)$")
 
 
+@dataclass
+class Line:
+    candidate: int
+    completed: bool = False
+    succeeded: bool = False
+
+
+def lines_of_thought(problem: Problem, response: str) -> list[Line]:
+    """The lines of thought of a trace: each tries one candidate; completed once it reaches its verdict."""
+    lines: list[Line] = []
+    for step in parse(response).steps:
+        head = LINE_HEAD.search(step.strip())
+        if head:
+            lines.append(Line(int(head.group(1))))
+        elif lines and step.rstrip().endswith((", yes", f", not {problem.target}")):
+            lines[-1].completed = True
+            lines[-1].succeeded = step.rstrip().endswith(", yes")
+    return lines
+
+
 @dataclass(frozen=True)
 class Habits:
     computation_steps: int
@@ -20,21 +40,9 @@ class Habits:
 
 
 def analyze(problem: Problem, response: str) -> Habits:
-    lines: list[tuple[int, bool, bool]] = []  # (candidate, completed, succeeded)
-    computation = valid = 0
-    for step in parse(response).steps:
-        head = LINE_HEAD.search(step.strip())
-        if head:
-            lines.append((int(head.group(1)), False, False))
-            continue
-        verdict = check_step(step, problem.target)
-        if verdict is None:
-            continue
-        computation += 1
-        valid += verdict
-        if lines and step.rstrip().endswith((", yes", f", not {problem.target}")):
-            candidate = lines[-1][0]
-            lines[-1] = (candidate, True, step.rstrip().endswith(", yes"))
-    under = any(not completed and candidate == problem.answer for candidate, completed, _ in lines)
-    over = any(succeeded for _, _, succeeded in lines[:-1])
-    return Habits(computation, valid, under, over)
+    verdicts = [check_step(step, problem.target) for step in parse(response).steps]
+    checked = [verdict for verdict in verdicts if verdict is not None]
+    lines = lines_of_thought(problem, response)
+    under = any(not line.completed and line.candidate == problem.answer for line in lines)
+    over = any(line.succeeded for line in lines[:-1])
+    return Habits(len(checked), sum(checked), under, over)

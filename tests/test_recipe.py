@@ -1,0 +1,51 @@
+import json
+
+from retrosearch.cli import main
+from retrosearch.search.shortest_of_n import shortest_correct_of_n
+
+TINY = """
+name: tiny
+output: {output}
+stages:
+  - name: generate
+    command: generate
+    options: {{problems: "organism:train", limit: 6, samples: 2, keep_correct: true, max_new_tokens: 400}}
+  - name: revise
+    command: revise
+    options: {{input: "{{generate}}/traces.jsonl", max_new_tokens: 400}}
+  - name: shortest
+    command: select
+    options: {{input: "{{generate}}/samples.jsonl", output: "{{output}}/shortest.jsonl", shortest_correct_of: 2}}
+  - name: sft-revised
+    command: sft
+    options: {{input: "{{revise}}/revised.jsonl", trace_field: revised, epochs: 1, batch_size: 16, max_length: 512}}
+  - name: eval-revised
+    command: eval
+    options: {{benchmarks: [organism], model: "{{sft-revised}}/final", samples: 1, limit: 4, max_new_tokens: 400}}
+table: [eval-revised]
+"""
+
+
+def test_shortest_correct_of_n_keeps_one_shortest_correct_trace_per_problem():
+    rows = [
+        {"problem_id": "a", "sample": 0, "correct": True, "tokens": 30},
+        {"problem_id": "a", "sample": 1, "correct": True, "tokens": 20},
+        {"problem_id": "a", "sample": 2, "correct": True, "tokens": 10},  # beyond N = 2
+        {"problem_id": "b", "sample": 0, "correct": False, "tokens": 5},
+        {"problem_id": "c", "sample": 0, "correct": True, "tokens": 7},
+        {"problem_id": "c", "sample": 1, "correct": True, "tokens": 7},
+    ]
+    chosen = shortest_correct_of_n(rows, 2)
+    assert [(r["problem_id"], r["sample"]) for r in chosen] == [("a", 1), ("c", 0)]
+
+
+def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY.format(output=tmp_path / "run"))
+    assert main(["run", str(recipe)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[-1].startswith("| eval-revised | ")
+    summary = json.loads((tmp_path / "run" / "recipe_summary.json").read_text())
+    assert set(summary["stage_seconds"]) == {"generate", "revise", "shortest", "sft-revised", "eval-revised"}
+    assert main(["run", str(recipe)]) == 0  # everything finished: the rerun only reads results
+    assert capsys.readouterr().out.splitlines()[-1] == table.splitlines()[-1]
