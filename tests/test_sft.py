@@ -69,3 +69,32 @@ def _tokenizer():
     from retrosearch.organism import checkpoint_path
 
     return AutoTokenizer.from_pretrained(checkpoint_path())
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(teacher_file, tmp_path, monkeypatch):
+    import shutil
+
+    from trl import SFTTrainer
+
+    config = SFTRunConfig(
+        input=str(teacher_file),
+        output=str(tmp_path),
+        max_length=1024,
+        batch_size=8,
+        epochs=2,
+        learning_rate=1e-3,
+        save_steps=1,
+    )
+    assert sft(config)["steps"] == 4
+    # as if the run had died after its third step: the last checkpoint and the end products are gone
+    for done in ("sft_summary.json", "final", "checkpoint-4"):
+        path = tmp_path / done
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    steps_run = []
+    original = SFTTrainer.training_step
+    monkeypatch.setattr(
+        SFTTrainer, "training_step", lambda self, *a, **k: steps_run.append(1) or original(self, *a, **k)
+    )
+    resumed = sft(config)
+    assert resumed["steps"] == 4 and len(steps_run) == 1
+    assert (tmp_path / "final" / "config.json").exists()
