@@ -155,3 +155,22 @@ def test_killed_run_resumes_to_the_same_output(teacher_file, tmp_path):
     assert len(output.read_text().splitlines()) < 40
     subprocess.run([*command, "--output", str(killed)], check=True, env=env, capture_output=True)
     assert output.read_text() == (tmp_path / "whole" / "revised.jsonl").read_text()
+
+
+def test_shards_merge_into_the_unsharded_output(teacher_file, tmp_path, organism_engine, capsys):
+    whole = ReviseConfig(input=str(teacher_file), output=str(tmp_path / "whole"), limit=12)
+    revise(whole, SEARCH, engine=organism_engine, quiet=True)
+    shards = []
+    for index in range(3):
+        folder = str(tmp_path / f"shard{index}")
+        revise(
+            ReviseConfig(input=str(teacher_file), output=folder, limit=12, shard=f"{index}/3"),
+            SEARCH,
+            engine=organism_engine,
+            quiet=True,
+        )
+        shards.append(folder)
+    assert main(["merge", *reversed(shards), "--output", str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "revised.jsonl").read_text() == (tmp_path / "whole" / "revised.jsonl").read_text()
+    assert main(["merge", *shards[:2], "--output", str(tmp_path / "partial")]) == 2
+    assert "shards 0/3 .. 2/3" in capsys.readouterr().err

@@ -48,6 +48,7 @@ HELP = {
     "learning_rate": "peak learning rate (cosine schedule)",
     "max_length": "longest training row in tokens; longer rows are refused (or dropped with --drop-long)",
     "drop_long": "leave out rows longer than --max-length (their exact count is reported)",
+    "shard": "i/n: revise only input positions p with p % n == i (a job array; then `retrosearch merge`)",
     "lora": "train LoRA adapters (PEFT) instead of all weights; merged into the final model",
 }
 
@@ -96,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="accuracy, length and switches on math benchmarks")
     evaluate.add_argument("--config", help="YAML file of options (command-line options win)")
     add_options(evaluate, EvalConfig, EngineConfig, help_text=HELP)
+
+    merge = commands.add_parser("merge", help="merge the run folders of revise --shard 0/n .. n-1/n")
+    merge.add_argument("shards", nargs="+", help="the shard run folders")
+    merge.add_argument("--output", required=True, help="merged run folder")
 
     run = commands.add_parser("run", help="run every stage of a YAML recipe, resumable, and print the table")
     run.add_argument("recipe", help="recipe YAML file")
@@ -154,6 +159,11 @@ def _run(args: argparse.Namespace) -> int:
         result = run_stage(args.command, configs.merged_options(args, getattr(args, "config", None)))
         if args.command in ("select", "sft"):
             print(json.dumps({key: value for key, value in result.items() if key != "config"}))
+        return 0
+    if args.command == "merge":
+        from retrosearch.revise import merge
+
+        merge(args.shards, args.output)
         return 0
     if args.command == "run":
         from retrosearch.recipe import run_recipe

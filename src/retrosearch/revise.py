@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections import Counter
@@ -11,9 +12,28 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.answers import default_checker, extract_answer
-from retrosearch.data import FieldMap, JsonlAppender, Sample, read_jsonl, read_samples, with_response
+from retrosearch.data import (
+    FieldMap,
+    JsonlAppender,
+    Sample,
+    read_jsonl,
+    read_samples,
+    with_response,
+    write_json,
+    write_jsonl,
+)
 from retrosearch.engines import Engine, EngineConfig, load_engine
-from retrosearch.rundir import config_payload, now, prepare, print_summary, save_summary, write_manifest
+from retrosearch.rundir import (
+    MANIFEST,
+    SUMMARY,
+    RunError,
+    config_payload,
+    now,
+    prepare,
+    print_summary,
+    save_summary,
+    write_manifest,
+)
 from retrosearch.runner import run_ordered
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
 from retrosearch.trace import parse
@@ -27,6 +47,7 @@ class ReviseConfig:
     input: str = ""
     output: str = "runs/revise"
     limit: int | None = None
+    shard: str | None = None  # "i/n": only input positions p with p % n == i (job arrays; `retrosearch merge`)
     overwrite: bool = False
     concurrency: int = 0  # samples in flight; 0 = twice the engine's batch size
     problem_field: str | None = None
@@ -124,6 +145,42 @@ class Reviser:
         }
 
 
+def parse_shard(shard: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes i/n (e.g. 0/4), not {shard!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {shard}: i must be in 0..n-1")
+    return index, count
+
+
+def merge(shards: list[str], output: str, quiet: bool = False) -> dict[str, Any]:
+    """Merge the run folders of `--shard 0/n` ... `n-1/n` into one, in input order, each id exactly once."""
+    manifests = [json.loads((Path(folder) / MANIFEST).read_text()) for folder in shards]
+    configs = [m["config"]["ReviseConfig"] for m in manifests]
+    parsed = sorted(
+        (parse_shard(c["shard"]), folder) for c, folder in zip(configs, shards, strict=True) if c.get("shard")
+    )
+    count = parsed[0][0][1] if parsed else 0
+    if [p[0] for p in parsed] != [(i, count) for i in range(count)] or len(parsed) != len(shards):
+        raise RunError(f"merge needs the folders of shards 0/{count} .. {count - 1}/{count}, each once")
+    rows_by_shard = [read_jsonl(Path(folder) / OUTPUT_FILE) for _, folder in parsed]
+    merged = [rows[j] for j in range(max(map(len, rows_by_shard))) for rows in rows_by_shard if j < len(rows)]
+    ids = [row["id"] for row in merged]
+    if len(set(ids)) != len(ids):
+        raise RunError("merge found an id in more than one shard; were the shards run on the same input?")
+    target = Path(output)
+    target.mkdir(parents=True, exist_ok=True)
+    write_jsonl(target / OUTPUT_FILE, merged)
+    summary = summarize(merged, max(json.loads((Path(f) / SUMMARY).read_text())["wall_seconds"] for f in shards))
+    save_summary(target, summary)
+    write_json(target / MANIFEST, {"merged_from": [folder for _, folder in parsed], "shard_manifests": manifests})
+    if not quiet:
+        print_summary(f"retrosearch merge — {output}", summary)
+    return summary
+
+
 def summarize(rows: list[dict[str, Any]], wall_seconds: float) -> dict[str, Any]:
     searched = [r for r in rows if r.get("status") in ("revised", "unchanged")]
     skipped = Counter(r["reason"] for r in rows if r.get("status") == "skipped")
@@ -167,6 +224,9 @@ def revise(
         config.problem_field, config.answer_field, config.trace_field, config.id_field, config.gold_from_trace
     )
     samples = read_samples(config.input, fields, config.limit)  # all input errors surface before any write
+    if config.shard:
+        index, count = parse_shard(config.shard)
+        samples = samples[index::count]
     payload = config_payload(config, search, engine_config)
     digest = prepare(output, payload, config.overwrite, SPEED_ONLY)
     started_at, started = now(), time.monotonic()
