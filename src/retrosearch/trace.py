@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from retrosearch.text import normalize_start
+
 SEPARATOR = "\n\n"
 DEFAULT_KEYWORDS = (
     "Wait",
@@ -21,8 +23,6 @@ DEFAULT_KEYWORDS = (
     "Another approach",
     "On second thought",
 )
-# What may stand before a keyword at the start of a step: whitespace and markdown emphasis.
-LEADING_NOISE = " \t\r\n*_#>`"
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,6 @@ def detect_format(text: str) -> TraceFormat:
     if "<think>" in text or "</think>" in text:
         return FORMATS["r1"]
     return FORMATS["plain"]
-
-
-def normalize_start(text: str) -> str:
-    """The start of a step as keyword matching sees it: leading noise dropped, lower case."""
-    return text.lstrip(LEADING_NOISE).lower()
 
 
 @dataclass(frozen=True)

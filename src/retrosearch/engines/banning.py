@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from retrosearch.trace import normalize_start
+from retrosearch.text import normalize_start
 
 
 class StartBan:
