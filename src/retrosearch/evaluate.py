@@ -29,7 +29,7 @@ BENCHMARKS = {
     b.name: b
     for b in (
         Benchmark("aime24", "HuggingFaceH4/aime_2024:train", "aime24", "problem", "answer"),
-        Benchmark("aime25", "yentinglin/aime_2025:train", "aime25", "problem", "answer"),
+        Benchmark("aime25", "math-ai/aime25:test", "aime25", "problem", "answer"),
         Benchmark("amc23", "math-ai/amc23:test", "amc23", "question", "answer"),
         Benchmark("math500", "HuggingFaceH4/MATH-500:test", "math500", "problem", "answer"),
         Benchmark("gsm8k", "openai/gsm8k@main:test", "gsm8k", "question", "answer"),
