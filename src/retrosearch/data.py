@@ -212,18 +212,30 @@ def _hub_records(dataset_id: str) -> Iterator[tuple[dict, str]]:
         yield record, f"{name}:row {number}"
 
 
-def read_samples(path: str, fields: FieldMap = FieldMap(), limit: int | None = None) -> list[Sample]:
-    """All samples of a file, validated before any work starts (ids must be unique)."""
-    samples: list[Sample] = []
+def iter_samples(path: str, fields: FieldMap = FieldMap(), limit: int | None = None) -> Iterator[Sample]:
+    """Samples one at a time (ids must be unique): a dataset need not fit in memory."""
     seen: dict[str, str] = {}
     for number, (record, source) in enumerate(read_records(path), start=1):
-        if limit is not None and len(samples) >= limit:
+        if limit is not None and number > limit:
             break
         sample = to_sample(record, source, fields, number)
         if sample.id in seen:
             raise DataError(f"{source}: id '{sample.id}' repeats {seen[sample.id]}; ids must be unique")
         seen[sample.id] = source
-        samples.append(sample)
+        yield sample
+
+
+def sample_ids(path: str, fields: FieldMap = FieldMap(), limit: int | None = None) -> list[str]:
+    """Check every sample before any work starts (a streaming pass); their ids in input order."""
+    ids = [sample.id for sample in iter_samples(path, fields, limit)]
+    if not ids:
+        raise DataError(f"{path}: no samples found")
+    return ids
+
+
+def read_samples(path: str, fields: FieldMap = FieldMap(), limit: int | None = None) -> list[Sample]:
+    """All samples of a file, checked (ids must be unique)."""
+    samples = list(iter_samples(path, fields, limit))
     if not samples:
         raise DataError(f"{path}: no samples found")
     return samples

@@ -110,7 +110,7 @@ def generate(
     concurrency = config.concurrency or 2 * engine_config.batch_size
     try:
         stats = asyncio.run(
-            run_ordered(jobs, work, appender, concurrency, "generate", lambda: {"correct": correct_so_far})
+            run_ordered(jobs, len(jobs), work, appender, concurrency, "generate", lambda: {"correct": correct_so_far})
         )
     finally:
         appender.close()

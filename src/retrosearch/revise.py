@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 import time
@@ -16,8 +17,9 @@ from retrosearch.data import (
     FieldMap,
     JsonlAppender,
     Sample,
+    iter_samples,
     read_jsonl,
-    read_samples,
+    sample_ids,
     with_response,
     write_json,
     write_jsonl,
@@ -223,10 +225,13 @@ def revise(
     fields = FieldMap(
         config.problem_field, config.answer_field, config.trace_field, config.id_field, config.gold_from_trace
     )
-    samples = read_samples(config.input, fields, config.limit)  # all input errors surface before any write
+    ids = sample_ids(config.input, fields, config.limit)  # all input errors surface before any write
+    shard = slice(None)
     if config.shard:
         index, count = parse_shard(config.shard)
-        samples = samples[index::count]
+        shard = slice(index, None, count)
+        ids = ids[shard]
+    samples = itertools.islice(iter_samples(config.input, fields, config.limit), shard.start, None, shard.step)
     payload = config_payload(config, search, engine_config)
     digest = prepare(output, payload, config.overwrite, SPEED_ONLY)
     started_at, started = now(), time.monotonic()
@@ -249,11 +254,11 @@ def revise(
 
     concurrency = config.concurrency or 2 * engine_config.batch_size
     try:
-        stats = asyncio.run(run_ordered(samples, reviser, appender, concurrency, "revise", postfix))
+        stats = asyncio.run(run_ordered(samples, len(ids), reviser, appender, concurrency, "revise", postfix))
     finally:
         appender.close()
-    ids = {s.id for s in samples}
-    rows = [row for row in read_jsonl(output / OUTPUT_FILE) if row["id"] in ids]
+    wanted = set(ids)
+    rows = [row for row in read_jsonl(output / OUTPUT_FILE) if row["id"] in wanted]
     summary = summarize(rows, time.monotonic() - started)
     summary["resumed_samples"] = stats.skipped_existing
     save_summary(output, summary)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,7 +32,8 @@ class RunStats:
 
 
 async def run_ordered(
-    items: Sequence[HasId],
+    items: Iterable[HasId],
+    total: int,
     work: Callable[[Any], Awaitable[dict[str, Any]]],
     output: JsonlAppender,
     concurrency: int,
@@ -40,12 +41,19 @@ async def run_ordered(
     postfix: Callable[[], dict[str, Any]] | None = None,
 ) -> RunStats:
     started = time.monotonic()
-    todo = [item for item in items if item.id not in output.done]
-    stats = RunStats(skipped_existing=len(items) - len(todo))
+    stats = RunStats()
     results: dict[int, dict[str, Any]] = {}
     next_to_write = 0
     semaphore = asyncio.Semaphore(concurrency)
-    progress = tqdm(total=len(items), initial=stats.skipped_existing, desc=description, unit="sample")
+    progress = tqdm(total=total, desc=description, unit="sample")
+
+    def pending() -> Iterator[HasId]:
+        for item in items:
+            if item.id in output.done:  # finished by an earlier run of the same command
+                stats.skipped_existing += 1
+                progress.update(1)
+            else:
+                yield item
 
     async def one(position: int, item: HasId) -> None:
         nonlocal next_to_write
@@ -67,7 +75,7 @@ async def run_ordered(
 
     running: set[asyncio.Task] = set()
     try:
-        for position, item in enumerate(todo):
+        for position, item in enumerate(pending()):
             await semaphore.acquire()  # a new sample starts the moment one finishes: no barriers
             task = asyncio.create_task(one(position, item))
             running.add(task)
