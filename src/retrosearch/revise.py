@@ -38,7 +38,7 @@ from retrosearch.rundir import (
 )
 from retrosearch.runner import run_ordered
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
-from retrosearch.trace import parse
+from retrosearch.trace import Trace, parse
 
 OUTPUT_FILE = "revised.jsonl"
 SPEED_ONLY = ("batch_size", "device", "concurrency", "overwrite")
@@ -89,7 +89,7 @@ class Reviser:
             "original": sample.response,
             **self._stats(sample.response, "before"),
         }
-        reason = await self._skip_reason(sample, row)
+        reason = await self._skip_reason(trace, sample, row)
         if reason is not None:
             status = "unchanged" if reason == "no thought switch" else "skipped"
             return self._finish(row, sample, sample.response, status, reason, [], 0, 0)
@@ -101,14 +101,13 @@ class Reviser:
         revisions = [asdict(r) for r in result.revisions]
         return self._finish(row, sample, revised, status, reason, revisions, result.rollouts, result.generated_tokens)
 
-    async def _skip_reason(self, sample: Sample, row: dict[str, Any]) -> str | None:
-        trace = parse(sample.response)
+    async def _skip_reason(self, trace: Trace, sample: Sample, row: dict[str, Any]) -> str | None:
         if not trace.finished:
             return "unfinished reasoning"
         answer = extract_answer(trace.solution)
         if answer is None:
             return "no final answer"
-        correct = await asyncio.to_thread(default_checker().is_correct, sample.gold, answer)
+        correct = await asyncio.to_thread(self.search.is_correct, sample.gold, answer)
         if not correct:
             return "incorrect original answer"
         limit = self.config.max_input_tokens
