@@ -1,0 +1,80 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from retrosearch.cli import main
+from retrosearch.data import FieldMap, read_samples, with_response
+
+SHAPES = [
+    {"id": "r1", "problem": "p", "answer": "2", "response": "<think>\nx\n</think>\n\n\\boxed{2}"},
+    {"question": "p", "gt": "2", "code": ["<|begin_of_thought|>\n\nx<|end_of_thought|>\n\n\\boxed{2}"], "idx": 7},
+    {
+        "id": "c",
+        "answer": "2",
+        "conversations": [
+            {"from": "user", "value": "p"},
+            {"from": "assistant", "value": "<think>x</think> \\boxed{2}"},
+        ],
+    },
+    {
+        "id": "m",
+        "answer": "2",
+        "messages": [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "p"},
+            {"role": "assistant", "content": "x \\boxed{2}"},
+        ],
+    },
+    {
+        "id": "s1k",
+        "question": "p",
+        "solution": "so \\boxed{2}",
+        "thinking_trajectories": ["x"],
+        "attempt": "\\boxed{2}",
+    },
+]
+
+
+def test_common_shapes_are_read_and_written_back_in_their_own_layout(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in SHAPES))
+    samples = read_samples(str(path))
+    assert [s.id for s in samples] == ["r1", "7", "c", "m", "s1k"]
+    assert all(s.problem == "p" and s.gold == "2" for s in samples)
+    assert samples[4].response == "<think>\nx\n</think>\n\n\\boxed{2}"
+    for sample, original in zip(samples, SHAPES, strict=True):
+        assert with_response(sample, sample.response) == original
+    rewritten = with_response(samples[2], "new")
+    assert rewritten["conversations"][1]["value"] == "new" and SHAPES[2]["conversations"][1]["value"] != "new"
+
+
+def test_generic_field_map_and_gold_from_trace(tmp_path):
+    path = tmp_path / "custom.jsonl"
+    path.write_text(json.dumps({"q": "p", "out": "so \\boxed{5}"}) + "\n")
+    (sample,) = read_samples(str(path), FieldMap(problem="q", trace="out", gold_from_trace=True))
+    assert (sample.problem, sample.gold, sample.id) == ("p", "5", "row-1")
+
+
+def test_parquet_input_and_inspect_figures(tmp_path, shared_traces, capsys):
+    rows = [json.loads(line) for line in shared_traces[0].read_text().splitlines()]
+    table = pa.Table.from_pylist(
+        [{"id": r["idx"], "problem": r["question"], "answer": r["answer"], "response": r["code"][0]} for r in rows]
+    )
+    parquet = tmp_path / "traces.parquet"
+    pq.write_table(table, parquet)
+    assert main(["inspect", str(shared_traces[0]), str(parquet), "--json"]) == 0
+    jsonl_figures, parquet_figures = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert jsonl_figures["traces"] == parquet_figures["traces"] == len(rows)
+    for key in (
+        "tokens_mean",
+        "tokens_median",
+        "steps_mean",
+        "thoughts_mean",
+        "switches_mean",
+        "switches_per_keyword",
+        "answer_share",
+        "correct_share",
+    ):
+        assert jsonl_figures[key] == parquet_figures[key]
+    assert jsonl_figures["switches_mean"] > 1 and jsonl_figures["switches_per_keyword"]["Wait"] > 0
