@@ -73,8 +73,21 @@ def _chat_turns(record: dict, name: str) -> tuple[str | None, str | None]:
     return user, assistant
 
 
-def to_sample(record: dict, source: str, fields: FieldMap, row_number: int) -> Sample:
-    where = f"{source}"
+def _field(record: dict, named: str | None, candidates: tuple[str, ...], where: str, option: str) -> str | None:
+    """The field to read: the one named with `option` (it must be there), else the first candidate present."""
+    if named is None:
+        return _first(record, candidates)
+    if named not in record:
+        raise DataError(f"{where}: field '{named}' is missing; check {option}")
+    return named
+
+
+def _record_id(record: dict, fields: FieldMap, where: str, default: str) -> str:
+    id_field = _field(record, fields.id, ID_FIELDS, where, "--id-field")
+    return str(record[id_field]) if id_field else default
+
+
+def to_sample(record: dict, where: str, fields: FieldMap, row_number: int) -> Sample:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object per row, got {type(record).__name__}")
     layout, trace_field = "field", fields.trace
@@ -88,19 +101,15 @@ def to_sample(record: dict, source: str, fields: FieldMap, row_number: int) -> S
         response = f"<think>\n{thinking}\n</think>\n\n{record.get('attempt', '')}"
         layout, trace_field = "s1k", "thinking_trajectories"
     else:
-        trace_field = fields.trace or _first(record, TRACE_FIELDS)
+        trace_field = _field(record, fields.trace, TRACE_FIELDS, where, "--trace-field")
         if trace_field is None:
             raise DataError(
                 f"{where}: no trace field (looked for {', '.join(TRACE_FIELDS)}, conversations, "
                 "thinking_trajectories); name it with --trace-field"
             )
-        if trace_field not in record:
-            raise DataError(f"{where}: field '{trace_field}' is missing; check --trace-field")
         response = _text(record[trace_field])
-    problem_field = fields.problem or _first(record, PROBLEM_FIELDS)
+    problem_field = _field(record, fields.problem, PROBLEM_FIELDS, where, "--problem-field")
     if problem_field is not None:
-        if problem_field not in record:
-            raise DataError(f"{where}: field '{problem_field}' is missing; check --problem-field")
         problem = record[problem_field]
     if not isinstance(problem, str) or not problem.strip():
         raise DataError(
@@ -108,10 +117,8 @@ def to_sample(record: dict, source: str, fields: FieldMap, row_number: int) -> S
         )
     if not isinstance(response, str):
         raise DataError(f"{where}: field '{trace_field}' is not text; name the trace with --trace-field")
-    answer_field = fields.answer or _first(record, ANSWER_FIELDS)
+    answer_field = _field(record, fields.answer, ANSWER_FIELDS, where, "--answer-field")
     if answer_field is not None:
-        if answer_field not in record:
-            raise DataError(f"{where}: field '{answer_field}' is missing; check --answer-field")
         gold = _gold_text(record[answer_field])
     elif fields.gold_from_trace:
         gold = extract_answer(response)
@@ -122,9 +129,8 @@ def to_sample(record: dict, source: str, fields: FieldMap, row_number: int) -> S
             f"{where}: no gold answer (looked for {', '.join(ANSWER_FIELDS)}, solution); "
             "name it with --answer-field, or pass --gold-from-trace for a dataset of correct traces"
         )
-    id_field = fields.id or _first(record, ID_FIELDS)
-    sample_id = str(record[id_field]) if id_field and id_field in record else f"row-{row_number}"
-    return Sample(sample_id, problem, gold, response, source, record, layout, trace_field or "")
+    sample_id = _record_id(record, fields, where, f"row-{row_number}")
+    return Sample(sample_id, problem, gold, response, where, record, layout, trace_field or "")
 
 
 def _gold_text(value: Any) -> str | None:
@@ -302,17 +308,16 @@ def read_problems(path: str, fields: FieldMap = FieldMap(), limit: int | None = 
             break
         if not isinstance(record, dict):
             raise DataError(f"{source}: expected a JSON object per row, got {type(record).__name__}")
-        problem_field = fields.problem or _first(record, PROBLEM_FIELDS)
-        if problem_field is None or not isinstance(record.get(problem_field), str):
+        problem_field = _field(record, fields.problem, PROBLEM_FIELDS, source, "--problem-field")
+        if problem_field is None or not isinstance(record[problem_field], str):
             raise DataError(f"{source}: no problem text (looked for {', '.join(PROBLEM_FIELDS)}); use --problem-field")
-        answer_field = fields.answer or _first(record, ANSWER_FIELDS)
-        gold = _gold_text(record[answer_field]) if answer_field in record else None
+        answer_field = _field(record, fields.answer, ANSWER_FIELDS, source, "--answer-field")
+        gold = _gold_text(record[answer_field]) if answer_field else None
         if gold is None and isinstance(record.get("solution"), str):
             gold = extract_answer(record["solution"])
         if gold is None:
             raise DataError(f"{source}: no gold answer (looked for {', '.join(ANSWER_FIELDS)}); use --answer-field")
-        id_field = fields.id or _first(record, ID_FIELDS)
-        problem_id = str(record[id_field]) if id_field else f"problem-{number}"
+        problem_id = _record_id(record, fields, source, f"problem-{number}")
         problems.append(ProblemRow(problem_id, record[problem_field], gold))
     if not problems:
         raise DataError(f"{path}: no problems found")
