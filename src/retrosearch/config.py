@@ -52,6 +52,9 @@ def add_options(parser: argparse.ArgumentParser, *classes: type, help_text: dict
             group.add_argument(_option(field.name), dest=field.name, **kwargs)
 
 
+NOT_OPTIONS = ("command", "config", "organism_command")
+
+
 def merged_options(namespace: argparse.Namespace, recipe: str | None = None) -> dict[str, Any]:
     """Options from a YAML file (if any), overridden by those given on the command line."""
     values: dict[str, Any] = {}
@@ -62,6 +65,3 @@ def merged_options(namespace: argparse.Namespace, recipe: str | None = None) -> 
         values.update({key.replace("-", "_"): value for key, value in loaded.items()})
     values.update({key: value for key, value in vars(namespace).items() if key not in NOT_OPTIONS})
     return values
-
-
-NOT_OPTIONS = ("command", "config", "organism_command")

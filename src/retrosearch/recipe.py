@@ -8,6 +8,7 @@ run folder and by that stage's output. Rerunning a recipe skips finished work in
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import time
@@ -17,7 +18,6 @@ from typing import Any
 
 import yaml
 
-COMMANDS = ("teacher", "generate", "revise", "select", "sft", "eval")
 PLACEHOLDER = re.compile(r"\{([a-zA-Z0-9_-]+)\}")
 
 
@@ -43,8 +43,8 @@ def load_recipe(path: str, output: str | None = None) -> Recipe:
         raise ValueError(f"{path}: a recipe needs 'stages' (a list of name / command / options)")
     stages = []
     for index, stage in enumerate(raw["stages"], start=1):
-        if not isinstance(stage, dict) or stage.get("command") not in COMMANDS:
-            raise ValueError(f"{path}: stage {index} needs a command, one of {', '.join(COMMANDS)}")
+        if not isinstance(stage, dict) or stage.get("command") not in STAGES:
+            raise ValueError(f"{path}: stage {index} needs a command, one of {', '.join(STAGES)}")
         stages.append(Stage(stage.get("name", f"stage{index}"), stage["command"], dict(stage.get("options") or {})))
     names = [s.name for s in stages]
     for name in raw.get("table", []):
@@ -103,60 +103,32 @@ def plan(recipe: Recipe) -> list[tuple[str, str, dict[str, Any]]]:
     return steps
 
 
+ENGINE = "retrosearch.engines:EngineConfig"
+# command -> (the function that runs it, the config classes its options fill); imported only when used
+STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "teacher": ("retrosearch.organism.export:export_teacher_run", ("retrosearch.organism.export:TeacherConfig",)),
+    "generate": ("retrosearch.generate:generate", ("retrosearch.generate:GenerateConfig", ENGINE)),
+    "revise": (
+        "retrosearch.revise:revise",
+        ("retrosearch.revise:ReviseConfig", "retrosearch.search.retro_search:RetroSearchConfig", ENGINE),
+    ),
+    "select": ("retrosearch.selection:select", ("retrosearch.selection:SelectConfig",)),
+    "sft": ("retrosearch.sft:sft", ("retrosearch.sft:SFTRunConfig",)),
+    "eval": ("retrosearch.evaluate:evaluate", ("retrosearch.evaluate:EvalConfig", ENGINE)),
+}
+
+
+def _load(reference: str) -> Any:
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def _classes_for(command: str, options: dict[str, Any]) -> list[Any]:
-    from retrosearch.engines import EngineConfig
-
-    if command == "generate":
-        from retrosearch.generate import GenerateConfig
-
-        return _split(options, GenerateConfig, EngineConfig)
-    if command == "revise":
-        from retrosearch.revise import ReviseConfig
-        from retrosearch.search.retro_search import RetroSearchConfig
-
-        return _split(options, ReviseConfig, RetroSearchConfig, EngineConfig)
-    if command == "sft":
-        from retrosearch.sft import SFTRunConfig
-
-        return _split(options, SFTRunConfig)
-    if command == "teacher":
-        from retrosearch.organism.export import TeacherConfig
-
-        return _split(options, TeacherConfig)
-    if command == "eval":
-        from retrosearch.evaluate import EvalConfig
-
-        return _split(options, EvalConfig, EngineConfig)
-    from retrosearch.selection import SelectConfig
-
-    return _split(options, SelectConfig)
+    return _split(options, *(_load(reference) for reference in STAGES[command][1]))
 
 
 def run_stage(command: str, options: dict[str, Any]) -> dict[str, Any]:
-    configs = _classes_for(command, options)
-    if command == "generate":
-        from retrosearch.generate import generate
-
-        return generate(*configs)
-    if command == "revise":
-        from retrosearch.revise import revise
-
-        return revise(*configs)
-    if command == "sft":
-        from retrosearch.sft import sft
-
-        return sft(*configs)
-    if command == "eval":
-        from retrosearch.evaluate import evaluate
-
-        return evaluate(*configs)
-    if command == "teacher":
-        from retrosearch.organism.export import export_teacher_run
-
-        return export_teacher_run(*configs)
-    from retrosearch.selection import select
-
-    return select(*configs)
+    return _load(STAGES[command][0])(*_classes_for(command, options))
 
 
 def final_table(recipe: Recipe, results: dict[str, dict[str, Any]]) -> str:
