@@ -9,7 +9,6 @@ to an uninterrupted one. A sample that raises becomes an error row; the run goes
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,10 +24,7 @@ class HasId(Protocol):
 
 @dataclass
 class RunStats:
-    done: int = 0
-    skipped_existing: int = 0
-    errors: int = 0
-    wall_seconds: float = 0.0
+    skipped_existing: int = 0  # finished by an earlier run of the same command
 
 
 async def run_ordered(
@@ -40,7 +36,6 @@ async def run_ordered(
     description: str,
     postfix: Callable[[], dict[str, Any]] | None = None,
 ) -> RunStats:
-    started = time.monotonic()
     stats = RunStats()
     results: dict[int, dict[str, Any]] = {}
     next_to_write = 0
@@ -61,14 +56,12 @@ async def run_ordered(
             row = await work(item)
         except Exception as error:
             row = {"id": item.id, "status": "error", "reason": f"{type(error).__name__}: {error}"}
-            stats.errors += 1
         finally:
             semaphore.release()
         results[position] = row
         while next_to_write in results:
             output.write(results.pop(next_to_write))
             next_to_write += 1
-            stats.done += 1
             progress.update(1)
             if postfix is not None:
                 progress.set_postfix(postfix(), refresh=False)
@@ -83,5 +76,4 @@ async def run_ordered(
         await asyncio.gather(*running)
     finally:
         progress.close()
-    stats.wall_seconds = time.monotonic() - started
     return stats
