@@ -119,13 +119,11 @@ def train(
         model = AutoModelForCausalLM.from_pretrained(out)
         state = torch.load(state_path, weights_only=False)
         start_step = state["step"]
-    elif config.init_from:
-        tokenizer = save_tokenizer(out)
-        model = AutoModelForCausalLM.from_pretrained(config.init_from)
-        state, start_step = None, 0
     else:
         tokenizer = save_tokenizer(out)
-        model = build_model(tokenizer, size)
+        model = (
+            AutoModelForCausalLM.from_pretrained(config.init_from) if config.init_from else build_model(tokenizer, size)
+        )
         state, start_step = None, 0
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.95)
