@@ -62,7 +62,6 @@ class Rollout:
     length: int
     correct: bool
     generated_tokens: int
-    finish_reason: str
     index: int
 
 
@@ -172,10 +171,8 @@ class RetroSearch:
             limit = None
             if config.bound and config.length_unit == "tokens":
                 max_tokens = min(max_tokens, bound - prefix_tokens - len(first.token_ids))
-            if config.bound and config.length_unit == "steps":
-                body = first.text if close is None else first.text.split(close, 1)[0]
-                if close is None or close not in first.text:
-                    limit = (SEPARATOR, steps_left - body.count(SEPARATOR), close)
+            if config.bound and config.length_unit == "steps" and (close is None or close not in first.text):
+                limit = (SEPARATOR, steps_left - first.text.count(SEPARATOR), close)
             if max_tokens > 0 and (limit is None or limit[1] > 0):
                 second = await self._generate(
                     Request(
@@ -194,7 +191,7 @@ class RetroSearch:
         valid = finish == "eos" and bool(step_text.strip()) and self.matcher.match(new_trace.steps[index]) is None
         length = len(new_trace.steps) if config.length_unit == "steps" else prefix_tokens + generated
         correct = valid and new_trace.finished and await self._correct(gold, new_trace)
-        return Rollout(new_trace, length, correct, generated, finish, number)
+        return Rollout(new_trace, length, correct, generated, number)
 
     async def _generate(self, request: Request) -> Completion:
         (completion,) = await self.engine.generate([request])
