@@ -6,9 +6,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from retrosearch.engines.banning import StartBan
+from retrosearch.engines.banning import StartBan, token_texts
 from retrosearch.engines.base import Request
-from retrosearch.engines.transformers_engine import TransformersEngine, token_texts
+from retrosearch.engines.transformers_engine import TransformersEngine
 from retrosearch.organism.tokenizer import build_tokenizer
 from retrosearch.trace import DEFAULT_KEYWORDS
 

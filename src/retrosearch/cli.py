@@ -49,6 +49,16 @@ HELP = {
     "max_length": "longest training row in tokens; longer rows are refused (or dropped with --drop-long)",
     "drop_long": "leave out rows longer than --max-length (their exact count is reported)",
     "shard": "i/n: revise only input positions p with p % n == i (a job array; then `retrosearch merge`)",
+    "tensor_parallel_size": "vllm: GPUs one model is split over",
+    "gpu_memory_utilization": "vllm: share of GPU memory for weights and KV cache",
+    "base_url": "openai: server address, e.g. http://127.0.0.1:8000 (without /v1)",
+    "api_key_env": "openai: environment variable holding the API key (the key itself never goes on the command line)",
+    "served_model": "openai: the model's name on the server (default: --model; the organism's checkpoint path)",
+    "prompt_format": "openai: send token ids (exact) or decoded text; auto tries ids and falls back once",
+    "retries": "openai: retries per request on 408/429/5xx, timeouts and broken connections (backoff with jitter)",
+    "ban_method": "openai: how a step's banned start is masked: logit_bias (vLLM, SGLang, llama.cpp, OpenAI), "
+    "generation_config (transformers serve) or reject (resample; any server)",
+    "ban_attempts": "openai, --ban-method reject: samples of a switch-suppressed step before giving it up",
     "lora": "train LoRA adapters (PEFT) instead of all weights; merged into the final model",
 }
 

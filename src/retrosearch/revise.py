@@ -260,6 +260,7 @@ def revise(
     rows = [row for row in read_jsonl(output / OUTPUT_FILE) if row["id"] in wanted]
     summary = summarize(rows, time.monotonic() - started)
     summary["resumed_samples"] = stats.skipped_existing
+    summary.update({f"engine_{name}": count for name, count in getattr(engine, "counts", {}).items()})
     save_summary(output, summary)
     write_manifest(
         output,

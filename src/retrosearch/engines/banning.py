@@ -14,6 +14,17 @@ from collections.abc import Sequence
 from retrosearch.text import normalize_start
 
 
+def token_texts(tokenizer) -> list[str]:
+    """Each token's text as it reads after other text (keeps SentencePiece's leading space)."""
+    anchor = tokenizer("a", add_special_tokens=False)["input_ids"]
+    anchor_text = tokenizer.decode(anchor)
+    texts = []
+    for token_id in range(len(tokenizer)):
+        joined = tokenizer.decode([*anchor, token_id])
+        texts.append(joined[len(anchor_text) :] if joined.startswith(anchor_text) else joined)
+    return texts
+
+
 class StartBan:
     """Banned-start masks for one vocabulary and one word list, cached per prefix state."""
 

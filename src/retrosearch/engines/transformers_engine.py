@@ -20,19 +20,9 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from retrosearch.engines.banning import StartBan
+from retrosearch.engines.banning import StartBan, token_texts
 from retrosearch.engines.base import Completion, Engine, Request
-
-
-def token_texts(tokenizer) -> list[str]:
-    """Each token's text as it reads after other text (keeps SentencePiece's leading space)."""
-    anchor = tokenizer("a", add_special_tokens=False)["input_ids"]
-    anchor_text = tokenizer.decode(anchor)
-    texts = []
-    for token_id in range(len(tokenizer)):
-        joined = tokenizer.decode([*anchor, token_id])
-        texts.append(joined[len(anchor_text) :] if joined.startswith(anchor_text) else joined)
-    return texts
+from retrosearch.engines.watch import finish
 
 
 class IncrementalText:
@@ -311,18 +301,11 @@ class TransformersEngine(Engine):
         row.next_token = token
         row.text.append(token)
         text = row.text.text
-        for stop in request.stop:
-            found = text.find(stop, max(0, row.stop_scan_from - len(stop) + 1))
-            if found >= 0:
-                row.finish_reason = "stop"
-                return
+        ended = finish(request, text, row.stop_scan_from)
+        if ended is not None:
+            row.finish_reason = ended[0]
+            return
         row.stop_scan_from = len(text)
-        if request.occurrence_limit is not None:
-            needle, limit, until = request.occurrence_limit
-            counted = text if until is None else text.split(until, 1)[0]
-            if counted.count(needle) >= limit:
-                row.finish_reason = "limit"
-                return
         total = len(request.prompt_ids) + len(row.text.ids)
         if len(row.text.ids) >= request.max_new_tokens or (self.max_length and total >= self.max_length):
             row.finish_reason = "length"
