@@ -22,3 +22,13 @@ def organism_engine():
     from retrosearch.engines import EngineConfig, load_engine
 
     return load_engine(EngineConfig(model="organism", device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def teacher_file(tmp_path_factory) -> Path:
+    """40 correct teacher traces of held-out organism problems (with gold answers)."""
+    from retrosearch.organism.export import export_teacher
+
+    path = tmp_path_factory.mktemp("data") / "teacher.jsonl"
+    export_teacher(path, 40, split="test", seed=0)
+    return path

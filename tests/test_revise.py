@@ -10,19 +10,11 @@ import pytest
 
 from retrosearch.answers import extract_answer, is_correct
 from retrosearch.cli import main
-from retrosearch.organism.export import export_teacher
 from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
 from retrosearch.trace import KeywordMatcher, parse
 
 SEARCH = RetroSearchConfig(max_new_tokens=400)
-
-
-@pytest.fixture(scope="module")
-def teacher_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "teacher.jsonl"
-    export_teacher(path, 40, split="test", seed=0)
-    return path
 
 
 def rows_of(folder: Path) -> list[dict]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing
 import re
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -82,7 +84,10 @@ class AnswerChecker:
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(max_workers=self.workers)
+                # forkserver, not fork: a forked checker would inherit the parent's sockets and keep, say,
+                # a dead Ray actor's connection open, so that nobody notices the actor died
+                context = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
+                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
             return self._pool
 
     def _reset(self) -> None:

@@ -59,6 +59,10 @@ HELP = {
     "ban_method": "openai: how a step's banned start is masked: logit_bias (vLLM, SGLang, llama.cpp, OpenAI), "
     "generation_config (transformers serve) or reject (resample; any server)",
     "ban_attempts": "openai, --ban-method reject: samples of a switch-suppressed step before giving it up",
+    "ray": "spread the work over a pool of Ray actors, each owning one engine (pip install 'retrosearch[ray]')",
+    "address": "Ray cluster to join (default: RAY_ADDRESS, else a local one started for this run)",
+    "replicas": "Ray actors, each with its own engine",
+    "gpus_per_replica": "GPUs per Ray actor (0: CPU actors)",
     "lora": "train LoRA adapters (PEFT) instead of all weights; merged into the final model",
 }
 

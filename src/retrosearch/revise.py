@@ -8,6 +8,7 @@ import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,12 @@ from retrosearch.rundir import (
     save_summary,
     write_manifest,
 )
-from retrosearch.runner import run_ordered
+from retrosearch.runner import RunStats, run_ordered
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
 from retrosearch.trace import Trace, parse
 
 OUTPUT_FILE = "revised.jsonl"
-SPEED_ONLY = ("batch_size", "device", "concurrency", "overwrite")
+SPEED_ONLY = ("batch_size", "device", "concurrency", "overwrite", "ray", "address", "replicas", "gpus_per_replica")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class ReviseConfig:
     id_field: str | None = None
     gold_from_trace: bool = False
     max_input_tokens: int | None = None  # skip longer traces (reason "too long")
+    ray: bool = False  # spread the work over a pool of Ray actors (one engine each)
+    address: str | None = None  # Ray cluster address (default: start a local one, or RAY_ADDRESS)
+    replicas: int = 1  # Ray actors, each with its own engine
+    gpus_per_replica: float = 0.0
 
 
 class Reviser:
@@ -210,6 +215,27 @@ def summarize(rows: list[dict[str, Any]], wall_seconds: float) -> dict[str, Any]
     }
 
 
+async def _revise_here(
+    samples: Iterable[Sample],
+    total: int,
+    engine: Engine,
+    search: RetroSearchConfig,
+    config: ReviseConfig,
+    appender: JsonlAppender,
+    concurrency: int,
+) -> RunStats:
+    """All samples through one engine in this process."""
+    reviser = Reviser(engine, RetroSearch(engine, default_checker().is_correct, search), config)
+    started, generated_at_start = time.monotonic(), getattr(engine, "generated_tokens", 0)
+
+    def postfix() -> dict[str, Any]:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        tokens = getattr(engine, "generated_tokens", 0) - generated_at_start
+        return {"accepted": reviser.accepted, "tok/s": f"{tokens / elapsed:,.0f}"}
+
+    return await run_ordered(samples, total, reviser, appender, concurrency, "revise", postfix)
+
+
 def revise(
     config: ReviseConfig,
     search: RetroSearchConfig = RetroSearchConfig(),
@@ -234,26 +260,32 @@ def revise(
     payload = config_payload(config, search, engine_config)
     digest = prepare(output, payload, config.overwrite, SPEED_ONLY)
     started_at, started = now(), time.monotonic()
-    engine = engine or load_engine(engine_config)
-    reviser = Reviser(engine, RetroSearch(engine, default_checker().is_correct, search), config)
+    if config.ray:
+        from retrosearch.distributed import revise_on_ray
+
+        engine_facts = {"model": engine_config.model, "model_revision": engine_config.revision}
+    else:
+        engine = engine or load_engine(engine_config)
+        engine_facts = {"model": engine.model_id, "model_revision": engine.revision}
     appender = JsonlAppender(output / OUTPUT_FILE)
-    run_facts = {
-        "model": engine.model_id,
-        "model_revision": engine.revision,
-        "input": config.input,
-        "started": started_at,
-    }
+    run_facts = {**engine_facts, "input": config.input, "started": started_at}
     write_manifest(output, payload, digest, {**run_facts, "finished": None})
-    generated_at_start = getattr(engine, "generated_tokens", 0)
-
-    def postfix() -> dict[str, Any]:
-        elapsed = max(time.monotonic() - started, 1e-9)
-        tokens = getattr(engine, "generated_tokens", 0) - generated_at_start
-        return {"accepted": reviser.accepted, "tok/s": f"{tokens / elapsed:,.0f}"}
-
     concurrency = config.concurrency or 2 * engine_config.batch_size
     try:
-        stats = asyncio.run(run_ordered(samples, len(ids), reviser, appender, concurrency, "revise", postfix))
+        if config.ray:
+            configs = {"engine": asdict(engine_config), "search": asdict(search), "revise": asdict(config)}
+            stats = revise_on_ray(
+                samples,
+                len(ids),
+                appender,
+                configs,
+                config.address,
+                config.replicas,
+                config.gpus_per_replica,
+                concurrency,
+            )
+        else:
+            stats = asyncio.run(_revise_here(samples, len(ids), engine, search, config, appender, concurrency))
     finally:
         appender.close()
     wanted = set(ids)

@@ -27,6 +27,14 @@ class RunStats:
     skipped_existing: int = 0  # finished by an earlier run of the same command
 
 
+async def row_or_error(work: Callable[[Any], Awaitable[dict[str, Any]]], item: HasId) -> dict[str, Any]:
+    """The item's output row; an exception becomes an error row, so one bad sample never stops a run."""
+    try:
+        return await work(item)
+    except Exception as error:
+        return {"id": item.id, "status": "error", "reason": f"{type(error).__name__}: {error}"}
+
+
 async def run_ordered(
     items: Iterable[HasId],
     total: int,
@@ -53,9 +61,7 @@ async def run_ordered(
     async def one(position: int, item: HasId) -> None:
         nonlocal next_to_write
         try:
-            row = await work(item)
-        except Exception as error:
-            row = {"id": item.id, "status": "error", "reason": f"{type(error).__name__}: {error}"}
+            row = await row_or_error(work, item)
         finally:
             semaphore.release()
         results[position] = row

@@ -1,0 +1,125 @@
+"""`revise --ray`: the same revision over a pool of Ray actors, each owning one engine.
+
+The pending samples go, in blocks of `--concurrency`, to `--replicas` actors (each with
+`--gpus-per-replica` GPUs and its own engine); an actor revises a block with the same per-sample work as a
+single process, and the driver appends the rows in input order as blocks finish, so nothing waits for the
+whole dataset and a rerun resumes. Every sample's sampling depends only on its own seeds, so the rows are
+the ones a single process writes. An actor that dies is replaced and its block given out again; rows only
+reach the file from finished blocks, so nothing is lost or written twice.
+
+The pool is plain Ray actors rather than Ray Data's `map_batches` actor pool: with Ray 2.60, killing one
+of its actors left that actor's blocks pending until the 30-minute no-progress timeout (seen here), with
+or without actor restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any
+
+from tqdm import tqdm
+
+from retrosearch.data import JsonlAppender, Sample
+from retrosearch.runner import RunStats, row_or_error
+
+
+class ReviseActor:
+    """One engine and one Reviser, kept for the actor's life; revises a block of samples at a time."""
+
+    def __init__(self, configs: dict[str, dict[str, Any]], threads: int) -> None:
+        import torch
+
+        from retrosearch.answers import default_checker
+        from retrosearch.engines import EngineConfig, load_engine
+        from retrosearch.revise import ReviseConfig, Reviser
+        from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
+
+        torch.set_num_threads(threads)
+        engine_config = EngineConfig(**configs["engine"])
+        search = RetroSearchConfig(**{**configs["search"], "keywords": tuple(configs["search"]["keywords"])})
+        self.engine = load_engine(engine_config)
+        retro_search = RetroSearch(self.engine, default_checker().is_correct, search)
+        self.reviser = Reviser(self.engine, retro_search, ReviseConfig(**configs["revise"]))
+
+    def revise(self, block: list[str]) -> list[str]:
+        """Rows for a block of samples (as JSON), all in flight at once on this actor's engine."""
+        samples = [Sample(**json.loads(text)) for text in block]
+
+        async def run() -> list[dict[str, Any]]:
+            return list(await asyncio.gather(*(row_or_error(self.reviser, sample) for sample in samples)))
+
+        return [json.dumps(row) for row in asyncio.run(run())]
+
+
+def revise_on_ray(
+    samples: Iterable[Sample],
+    total: int,
+    output: JsonlAppender,
+    configs: dict[str, dict[str, Any]],
+    address: str | None,
+    replicas: int,
+    gpus_per_replica: float,
+    block_size: int,
+    max_replacements: int = 8,
+) -> RunStats:
+    """Revise on `replicas` actors; rows are written in input order as their blocks finish."""
+    import ray
+
+    stats = RunStats()
+    pending: list[Sample] = []
+    for sample in samples:
+        if sample.id in output.done:
+            stats.skipped_existing += 1
+        else:
+            pending.append(sample)
+    progress = tqdm(total=total, initial=stats.skipped_existing, desc="revise (ray)", unit="sample")
+    blocks = [
+        [json.dumps(asdict(sample)) for sample in pending[start : start + block_size]]
+        for start in range(0, len(pending), block_size)
+    ]
+    if not blocks:
+        progress.close()
+        return stats
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
+    threads = 1 if gpus_per_replica else max(1, int(ray.cluster_resources().get("CPU", 1)) // replicas)
+    actor_class = ray.remote(num_gpus=gpus_per_replica, num_cpus=0 if gpus_per_replica else threads / 2)(ReviseActor)
+
+    def new_actor():
+        return actor_class.remote(configs, threads)
+
+    actors = [new_actor() for _ in range(min(replicas, len(blocks)))]
+    waiting = list(range(len(blocks)))
+    running: dict[Any, tuple[int, Any]] = {}  # future -> (block, actor)
+    finished: dict[int, list[str]] = {}
+    next_block, replaced = 0, 0
+    idle = list(actors)
+    try:
+        while next_block < len(blocks):
+            while idle and waiting:
+                actor, block = idle.pop(), waiting.pop(0)
+                running[actor.revise.remote(blocks[block])] = (block, actor)
+            (done,), _ = ray.wait(list(running), num_returns=1)
+            block, actor = running.pop(done)
+            try:
+                finished[block] = ray.get(done)
+                idle.append(actor)
+            except ray.exceptions.RayActorError as error:
+                replaced += 1
+                if replaced > max_replacements:
+                    raise RuntimeError(f"{replaced} Ray actors died; the last said: {error}") from None
+                progress.write(f"a Ray actor died; its block of {len(blocks[block])} samples runs again")
+                waiting.insert(0, block)
+                idle.append(new_actor())
+            while next_block in finished:
+                for text in finished.pop(next_block):
+                    output.write(json.loads(text))
+                    progress.update(1)
+                next_block += 1
+    finally:
+        progress.close()
+        for actor in actors + idle:
+            ray.kill(actor)
+    return stats

@@ -1,0 +1,154 @@
+"""The OpenAI-compatible engine against a real server on loopback: `transformers serve` with the organism."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from servers import FaultProxy, OrganismServer
+
+from retrosearch.engines import EngineConfig, load_engine
+from retrosearch.engines.base import Request
+from retrosearch.engines.watch import finish, limit_end, stop_end
+from retrosearch.organism import checkpoint_path
+from retrosearch.revise import ReviseConfig, revise
+from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.trace import DEFAULT_KEYWORDS, KeywordMatcher, parse
+
+SEARCH = RetroSearchConfig(max_new_tokens=400)
+pytest.importorskip("fastapi", reason="`transformers serve` needs transformers[serving] (in the dev extras)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = OrganismServer(str(checkpoint_path()), log=tmp_path_factory.mktemp("serve") / "serve.log")
+    server.start()
+    yield server
+    server.kill()
+
+
+def engine_for(url: str, **settings):
+    return load_engine(
+        EngineConfig(engine="openai", base_url=url, ban_method="generation_config", retries=12, **settings)
+    )
+
+
+def rows_of(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "revised.jsonl").read_text().splitlines()]
+
+
+def input_ids(path: Path, limit: int) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()[:limit]]
+
+
+def test_stop_strings_and_limits_cut_the_text_right_after_the_match():
+    assert stop_end("a\n\nb\n\nc", ("\n\n",)) == 3
+    assert stop_end("abc", ("\n\n",)) is None
+    assert limit_end("x\n\ny\n\nz\n\n</think>\n\nw", ("\n\n", 2, "</think>")) == 6
+    assert limit_end("x\n\n</think>\n\n\n\n", ("\n\n", 2, "</think>")) is None
+    request = Request(prompt_ids=(1,), max_new_tokens=5, stop=("END",), occurrence_limit=("\n\n", 1, None))
+    assert finish(request, "ab END cd\n\n") == ("stop", 6)
+    assert finish(request, "ab\n\ncd") == ("limit", 4)
+
+
+def test_revise_through_transformers_serve(server, teacher_file, tmp_path):
+    engine = engine_for(server.url)
+    ban = DEFAULT_KEYWORDS
+    completions = asyncio.run(
+        engine.generate(
+            [
+                Request(
+                    prompt_ids=tuple(engine.encode("<|user|>x<|assistant|><think>\n\n")),
+                    max_new_tokens=8,
+                    seed=s,
+                    stop=("\n\n",),
+                    banned_starts=ban,
+                )
+                for s in range(6)
+            ]
+        )
+    )
+    matcher = KeywordMatcher(ban)
+    assert all(matcher.match(c.text) is None and c.finish_reason in ("stop", "eos", "length") for c in completions)
+    summary = revise(
+        ReviseConfig(input=str(teacher_file), output=str(tmp_path / "run"), limit=16), SEARCH, engine=engine, quiet=True
+    )
+    rows = rows_of(tmp_path / "run")
+    assert [row["id"] for row in rows] == input_ids(teacher_file, 16)
+    assert summary["errors"] == 0 and summary["revised"] >= 3
+    assert summary["engine_http_calls"] > summary["engine_requests"]  # masked starts went token by token
+    for row in rows:
+        if row["status"] == "revised":
+            assert parse(row["revised"]).finished and row["tokens_after"] < row["tokens_before"]
+
+
+def test_faults_between_client_and_server_lose_nothing(server, teacher_file, tmp_path):
+    with FaultProxy(server.port) as proxy:
+        engine = engine_for(proxy.url)
+        summary = revise(
+            ReviseConfig(input=str(teacher_file), output=str(tmp_path / "run"), limit=12),
+            SEARCH,
+            engine=engine,
+            quiet=True,
+        )
+    rows = rows_of(tmp_path / "run")
+    assert [row["id"] for row in rows] == input_ids(teacher_file, 12)
+    assert summary["errors"] == 0 and proxy.faults >= 3 and summary["engine_retries"] >= 3
+
+
+def test_server_killed_and_restarted_mid_run_loses_nothing(teacher_file, tmp_path):
+    server = OrganismServer(str(checkpoint_path()), log=tmp_path / "serve.log")
+    server.start()
+    output = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "retrosearch.cli",
+        "revise",
+        "--input",
+        str(teacher_file),
+        "--limit",
+        "40",
+        "--output",
+        str(output),
+        "--engine",
+        "openai",
+        "--base-url",
+        server.url,
+        "--ban-method",
+        "generation_config",
+        "--retries",
+        "12",
+        "--max-new-tokens",
+        "400",
+    ]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            if (output / "revised.jsonl").exists() and len((output / "revised.jsonl").read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run finished before the server could be killed"
+        server.kill()
+        time.sleep(3.0)
+        assert process.poll() is None, "the run went on without a server: kill it earlier or give it more work"
+        server.start()
+        _, stderr = process.communicate(timeout=600)
+    finally:
+        server.kill()
+    assert process.returncode == 0, stderr[-2000:]
+    rows = rows_of(output)
+    assert [row["id"] for row in rows] == input_ids(teacher_file, 40)
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["errors"] == 0 and summary["engine_retries"] >= 1
