@@ -1,25 +1,14 @@
 """The `openai` engine: any OpenAI-compatible server's `/v1/completions` (vLLM, SGLang, TGI, llama.cpp,
-`transformers serve`, ...), streamed.
+`transformers serve`, ...), streamed; how a Request is served is StreamingEngine's (streaming.py).
 
 Prompts go as token ids, the exact prefix the search built; a server that takes only text (transformers
-serve) gets the decoded ids instead, switched once with a warning. The rest is done here, on the streamed
-text, so that it means the same on every server:
-- stop strings and occurrence limits: the stream is closed the moment the text holds them, and the text
-  is cut right after the match (servers drop or keep stop strings differently);
-- banned starts: a server-wide `logit_bias` or `bad_words` would ban a word everywhere, not only at the
-  start, and misses some tokenizations (vllm#23886). So a request with banned starts first asks for one
-  token at a time, each time masking the tokens that would complete a banned word from the text so far
-  (the transformers engine's rule), until the start is decided; then it streams the rest freely. The mask
-  travels as `logit_bias` (OpenAI, vLLM, SGLang, llama.cpp) or, for `transformers serve`, whose
-  completions endpoint ignores `logit_bias`, as a `generation_config` with `sequence_bias`
-  (`--ban-method generation_config`). A server that ignores the mask is caught, not trusted: a banned
-  start that comes back anyway ends the request with an error naming the fix. `--ban-method reject`
-  needs no server support: it resamples whole attempts until one starts allowed (`ban_attempts` at most;
-  then the completion ends "banned"); it is exact but slow when the model nearly always switches.
-- failures: 408, 429, 5xx, timeouts and broken connections are retried with exponential backoff and full
-  jitter; a stream that breaks halfway is sampled again from its start with the same seed, so no result is
-  lost or counted twice. Other errors end the request with the server's message.
-Completion token ids are the local tokenizer's ids of the returned text.
+serve) gets the decoded ids instead, switched once with a warning. The banned-start mask travels as
+`logit_bias` (OpenAI, vLLM, SGLang, llama.cpp) or, for `transformers serve`, whose completions endpoint
+ignores `logit_bias`, as a `generation_config` with `sequence_bias` (`--ban-method generation_config`). A
+server that ignores the mask is caught, not trusted: a banned start that comes back anyway ends the request
+with an error naming the fix. Failures: 408, 429, 5xx, timeouts and broken connections are retried with
+exponential backoff and full jitter; a stream that breaks halfway is sampled again from its start with the
+same seed, so no result is lost or counted twice. Other errors end the request with the server's message.
 """
 
 from __future__ import annotations
@@ -29,26 +18,18 @@ import json
 import logging
 import os
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import httpx
 
-from retrosearch.engines.banning import StartBan, token_texts
-from retrosearch.engines.base import Completion, Engine, Request
-from retrosearch.engines.watch import finish
+from retrosearch.engines.banning import StartBan
+from retrosearch.engines.streaming import MASKED, BanMethod, ServerError, StreamingEngine, _Call
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 PromptFormat = Literal["auto", "ids", "text"]
-BanMethod = Literal["logit_bias", "generation_config", "reject"]
-MASKED = -100.0
-
-
-class ServerError(RuntimeError):
-    """A request the server refused for good (not worth retrying)."""
 
 
 class _Retry(Exception):
@@ -59,23 +40,7 @@ class _PromptNotAccepted(Exception):
     """The server wants a text prompt, not token ids."""
 
 
-@dataclass(frozen=True)
-class _Call:
-    """One HTTP completion call: the request's sampling settings over a prompt that may have grown."""
-
-    request: Request
-    prompt_ids: tuple[int, ...]
-    max_tokens: int
-    seed: int
-    masked: tuple[int, ...] = ()
-    text_before: str = ""  # already generated; stop strings and limits count it
-
-
-def _mix(seed: int, salt: int) -> int:
-    return (seed * 6364136223846793005 + salt * 1442695040888963407 + 1) % (1 << 63)
-
-
-class OpenAIEngine(Engine):
+class OpenAIEngine(StreamingEngine):
     def __init__(
         self,
         base_url: str,
@@ -104,15 +69,12 @@ class OpenAIEngine(Engine):
         self.ban_method = ban_method
         self.ban_attempts = ban_attempts
         self.prompt_format = prompt_format
-        self.generated_tokens = 0
-        self.counts = {"requests": 0, "http_calls": 0, "retries": 0, "rejected_starts": 0, "banned": 0}
-        self._token_texts: list[str] | None = None
-        self._bans: dict[tuple[str, ...], StartBan] = {}
+        self._setup_streaming()
         self._client: httpx.AsyncClient | None = None
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    def _session(self) -> asyncio.Semaphore:
         """One client and one concurrency limit per event loop (each `asyncio.run` has its own)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
@@ -121,70 +83,16 @@ class OpenAIEngine(Engine):
             self._client = httpx.AsyncClient(headers=headers, timeout=self.timeout, limits=limits)
             self._slots = asyncio.Semaphore(self.max_in_flight)
             self._loop = loop
-        return self._client, self._slots  # type: ignore[return-value]
-
-    def _ban(self, words: tuple[str, ...]) -> StartBan:
-        if words not in self._bans:
-            if self._token_texts is None and self.ban_method != "reject":
-                self._token_texts = token_texts(self.tokenizer)
-            self._bans[words] = StartBan(self._token_texts or (), words)
-        return self._bans[words]
-
-    async def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        return list(await asyncio.gather(*(self._complete(request) for request in requests)))
-
-    async def _complete(self, request: Request) -> Completion:
-        self.counts["requests"] += 1
-        call = _Call(request, request.prompt_ids, request.max_new_tokens, request.seed)
-        if not request.banned_starts:
-            text, reason = await self._call(call)
-        elif self.ban_method == "reject":
-            text, reason = await self._rejecting(call, self._ban(request.banned_starts))
-        else:
-            text, reason = await self._masked_start(call, self._ban(request.banned_starts))
-        token_ids = tuple(self.encode(text))
-        self.generated_tokens += len(token_ids)
-        return Completion(text=text, token_ids=token_ids, finish_reason=reason)
-
-    async def _rejecting(self, call: _Call, ban: StartBan) -> tuple[str, str]:
-        for attempt in range(self.ban_attempts):
-            text, reason = await self._call(replace(call, seed=_mix(call.seed, attempt) if attempt else call.seed), ban)
-            if reason != "banned":
-                return text, reason
-            self.counts["rejected_starts"] += 1
-        self.counts["banned"] += 1
-        return "", "banned"
-
-    async def _masked_start(self, call: _Call, ban: StartBan) -> tuple[str, str]:
-        """One masked token at a time until the start can no longer become a banned word, then the rest."""
-        text, ids = "", list(call.prompt_ids)
-        while (state := ban.state(text)) is not None:
-            if len(ids) - len(call.prompt_ids) >= call.max_tokens:
-                return text, "length"
-            one = _Call(call.request, tuple(ids), 1, _mix(call.seed, len(ids)), tuple(ban.banned_ids(state)), text)
-            text, reason = await self._call(one)
-            if ban.violates(text):
-                raise ServerError(
-                    f"{self.base_url} ignored the banned-start mask ({self.ban_method}); "
-                    "try --ban-method generation_config (transformers serve) or --ban-method reject"
-                )
-            if reason != "length":  # a stop string, a limit or the end of the text
-                return text, reason
-            ids = [*call.prompt_ids, *self.encode(text)]
-        left = call.max_tokens - (len(ids) - len(call.prompt_ids))
-        if left <= 0:
-            return text, "length"
-        return await self._call(_Call(call.request, tuple(ids), left, call.seed, (), text))
+        return self._slots  # type: ignore[return-value]
 
     async def _call(self, call: _Call, reject: StartBan | None = None) -> tuple[str, str]:
         """The text so far plus this call's (stop strings and limits applied), and the finish reason."""
-        client, slots = self._session()
+        slots = self._session()
         failures = 0
         while True:
             try:
                 async with slots:
-                    self.counts["http_calls"] += 1
-                    return await self._stream(client, call, reject)
+                    return await super()._call(call, reject)
             except _PromptNotAccepted:
                 if self.prompt_format == "ids":
                     raise ServerError(f"{self.base_url} takes no token-id prompts; use --prompt-format text") from None
@@ -223,10 +131,10 @@ class OpenAIEngine(Engine):
             )
         return body
 
-    async def _stream(self, client: httpx.AsyncClient, call: _Call, reject: StartBan | None) -> tuple[str, str]:
-        text, scanned, start_decided = call.text_before, 0, reject is None
+    async def _deltas(self, call: _Call) -> AsyncIterator[tuple[str, str | None]]:
         as_text = self.prompt_format == "text"
-        async with client.stream("POST", f"{self.base_url}/v1/completions", json=self._body(call, as_text)) as reply:
+        url = f"{self.base_url}/v1/completions"
+        async with self._client.stream("POST", url, json=self._body(call, as_text)) as reply:  # type: ignore[union-attr]
             if reply.status_code != 200:
                 await self._refuse(reply, as_text)
             async for line in reply.aiter_lines():
@@ -239,18 +147,10 @@ class OpenAIEngine(Engine):
                 if "error" in event:
                     raise _Retry(f"error in the stream: {event['error']}")
                 choice = event["choices"][0] if event.get("choices") else {}
-                text += choice.get("text") or ""
-                if not start_decided:
-                    if reject.violates(text):  # type: ignore[union-attr]
-                        return text, "banned"
-                    start_decided = reject.state(text) is None  # type: ignore[union-attr]
-                ended = finish(call.request, text, scanned)
-                if ended is not None:
-                    return text[: ended[1]], ended[0]
-                scanned = len(text)
                 reason = choice.get("finish_reason")
+                yield choice.get("text") or "", None if reason is None else ("length" if reason == "length" else "eos")
                 if reason is not None:
-                    return text, "length" if reason == "length" else "eos"
+                    return
         raise _Retry("the stream ended without a finish reason")
 
     async def _refuse(self, reply: httpx.Response, sent_text: bool) -> None:

@@ -1,0 +1,105 @@
+"""The `vllm` engine: vLLM's AsyncLLM in this process, on GPUs; vLLM is imported only when chosen.
+
+Requests are served as StreamingEngine serves them (streaming.py): token-id prompts, n = 1 per request
+(bad_words is ignored when n > 1, vllm#17975), banned starts masked one token at a time with the request's
+own `logit_bias` (a stable SamplingParams field, unlike the logits-processor interface), then the rest
+streamed with automatic prefix caching making the short masked calls cheap. Stop strings go to vLLM too
+(kept in the text); occurrence limits abort the request the moment they are reached, which is how bounded
+rollouts stop early. `sampling_settings` and `prompt_of` are plain functions, tested without vLLM.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+from retrosearch.engines.streaming import MASKED, StreamingEngine, _Call
+
+
+def sampling_settings(call: _Call) -> dict[str, Any]:
+    """The SamplingParams of one call (vLLM's names)."""
+    request = call.request
+    settings: dict[str, Any] = {
+        "n": 1,
+        "max_tokens": call.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": call.seed,
+        "stop": list(request.stop),
+        "include_stop_str_in_output": True,
+        "skip_special_tokens": True,
+    }
+    if call.masked:
+        settings["logit_bias"] = {token: MASKED for token in call.masked}
+    return settings
+
+
+def prompt_of(call: _Call) -> dict[str, list[int]]:
+    """A TokensPrompt: the exact ids the search built, never re-tokenized."""
+    return {"prompt_token_ids": list(call.prompt_ids)}
+
+
+def finish_reason(reason: str | None) -> str | None:
+    """vLLM's finish reason in ours: a stop string shows in the text and is caught there."""
+    if reason is None:
+        return None
+    return "length" if reason == "length" else "eos"
+
+
+class VLLMEngine(StreamingEngine):
+    def __init__(self, llm, tokenizer, model_id: str, revision: str | None = None) -> None:
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.revision = revision
+        self.ban_method = "logit_bias"
+        self._ids = itertools.count()
+        self._setup_streaming()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str,
+        revision: str | None = None,
+        dtype: str = "auto",
+        max_num_seqs: int = 256,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        model_id: str = "",
+    ) -> VLLMEngine:
+        try:
+            from vllm import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as error:
+            raise ImportError("--engine vllm needs vLLM on a GPU machine: pip install 'retrosearch[vllm]'") from error
+        from transformers import AutoTokenizer
+
+        arguments = AsyncEngineArgs(
+            model=model,
+            revision=revision,
+            dtype=dtype,
+            max_num_seqs=max_num_seqs,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enable_prefix_caching=True,
+        )
+        llm = AsyncLLM.from_engine_args(arguments)
+        tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+        return cls(llm, tokenizer, model_id or model, revision)
+
+    async def _deltas(self, call: _Call) -> AsyncIterator[tuple[str, str | None]]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(**sampling_settings(call), output_kind=RequestOutputKind.DELTA)
+        request_id = f"retrosearch-{next(self._ids)}"
+        finished = False
+        try:
+            async for output in self.llm.generate(prompt_of(call), params, request_id=request_id):
+                piece = output.outputs[0]
+                finished = output.finished
+                yield piece.text, finish_reason(piece.finish_reason)
+        finally:
+            if not finished:  # closed early (a limit, a rejected start): stop the work on the GPU
+                await self.llm.abort(request_id)

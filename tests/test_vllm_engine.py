@@ -1,0 +1,81 @@
+"""The vLLM engine's request translation, checked without vLLM (which needs a GPU machine)."""
+
+import asyncio
+import sys
+
+import pytest
+
+from retrosearch.engines.base import Request
+from retrosearch.engines.streaming import MASKED, _Call
+from retrosearch.engines.vllm_engine import VLLMEngine, finish_reason, prompt_of, sampling_settings
+from retrosearch.trace import DEFAULT_KEYWORDS
+
+
+def test_a_call_becomes_one_sequence_with_its_own_seed_stops_and_mask():
+    request = Request(prompt_ids=(5, 6), max_new_tokens=50, temperature=0.6, top_p=0.95, seed=7, stop=("\n\n",))
+    plain = sampling_settings(_Call(request, (5, 6, 9), 40, 11))
+    assert plain["n"] == 1 and plain["max_tokens"] == 40 and plain["seed"] == 11
+    assert plain["stop"] == ["\n\n"] and plain["include_stop_str_in_output"] is True
+    assert "logit_bias" not in plain and "bad_words" not in plain
+    masked = sampling_settings(_Call(request, (5, 6), 1, 3, masked=(47, 49)))
+    assert masked["logit_bias"] == {47: MASKED, 49: MASKED} and masked["max_tokens"] == 1
+    assert prompt_of(_Call(request, (5, 6, 9), 40, 11)) == {"prompt_token_ids": [5, 6, 9]}
+    assert [finish_reason(r) for r in ("length", "stop", "abort", None)] == ["length", "eos", "eos", None]
+
+
+class FakeLLM:
+    """Streams a scripted text per call and honours logit_bias, to check the engine's own logic."""
+
+    def __init__(self, tokenizer, first_choices: list[int]) -> None:
+        self.tokenizer = tokenizer
+        self.first_choices = first_choices
+        self.aborted: list[str] = []
+        self.calls: list[dict] = []
+
+    async def generate(self, prompt, params, request_id):
+        self.calls.append({"prompt": prompt["prompt_token_ids"], "max_tokens": params.max_tokens})
+        masked = set(getattr(params, "logit_bias", None) or {})
+        if params.max_tokens == 1:
+            token = next(t for t in self.first_choices if t not in masked)
+            ids = [token]
+        else:
+            ids = self.tokenizer(" then go on\n\nmore\n\nand more", add_special_tokens=False)["input_ids"]
+        for index, token in enumerate(ids[: params.max_tokens]):
+            last = index == min(len(ids), params.max_tokens) - 1
+            reason = ("length" if params.max_tokens <= len(ids) else "stop") if last else None
+            yield FakeOutput(self.tokenizer.decode([token]), reason, last)
+
+    async def abort(self, request_id):
+        self.aborted.append(request_id)
+
+
+class FakeOutput:
+    def __init__(self, text, reason, finished):
+        self.outputs = [type("Piece", (), {"text": text, "finish_reason": reason})()]
+        self.finished = finished
+
+
+def test_banned_starts_are_masked_and_limits_abort(monkeypatch, organism_engine):
+    tokenizer = organism_engine.tokenizer
+    wait, try_ = tokenizer.convert_tokens_to_ids(["Wait", "try"])
+
+    class Params:
+        def __init__(self, **settings):
+            self.__dict__.update(settings)
+
+    fake_vllm = type(sys)("vllm")
+    fake_vllm.SamplingParams = Params
+    fake_sampling = type(sys)("vllm.sampling_params")
+    fake_sampling.RequestOutputKind = type("Kind", (), {"DELTA": "delta"})
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", fake_sampling)
+    llm = FakeLLM(tokenizer, [wait, try_])
+    engine = VLLMEngine(llm, tokenizer, "fake")
+    prompt = tuple(tokenizer("<|user|>x<|assistant|><think>\n\n", add_special_tokens=False)["input_ids"])
+    request = Request(
+        prompt_ids=prompt, max_new_tokens=30, banned_starts=DEFAULT_KEYWORDS, occurrence_limit=("\n\n", 1, None)
+    )
+    (completion,) = asyncio.run(engine.generate([request]))
+    assert completion.text.startswith("try")
+    assert llm.calls[0]["max_tokens"] == 1 and llm.calls[1]["prompt"][-1] == try_
+    assert completion.finish_reason == "limit" and completion.text.endswith("\n\n") and llm.aborted
