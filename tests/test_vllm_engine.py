@@ -43,7 +43,7 @@ class FakeLLM:
         for index, token in enumerate(ids[: params.max_tokens]):
             last = index == min(len(ids), params.max_tokens) - 1
             reason = ("length" if params.max_tokens <= len(ids) else "stop") if last else None
-            yield FakeOutput(self.tokenizer.decode([token]), reason, last)
+            yield FakeOutput(self.tokenizer.decode([token], skip_special_tokens=True), reason, last)
 
     async def abort(self, request_id):
         self.aborted.append(request_id)
@@ -55,20 +55,23 @@ class FakeOutput:
         self.finished = finished
 
 
-def test_banned_starts_are_masked_and_limits_abort(monkeypatch, organism_engine):
-    tokenizer = organism_engine.tokenizer
-    wait, try_ = tokenizer.convert_tokens_to_ids(["Wait", "try"])
-
+@pytest.fixture
+def fake_vllm(monkeypatch):
     class Params:
         def __init__(self, **settings):
             self.__dict__.update(settings)
 
-    fake_vllm = type(sys)("vllm")
-    fake_vllm.SamplingParams = Params
-    fake_sampling = type(sys)("vllm.sampling_params")
-    fake_sampling.RequestOutputKind = type("Kind", (), {"DELTA": "delta"})
-    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
-    monkeypatch.setitem(sys.modules, "vllm.sampling_params", fake_sampling)
+    module = type(sys)("vllm")
+    module.SamplingParams = Params
+    sampling = type(sys)("vllm.sampling_params")
+    sampling.RequestOutputKind = type("Kind", (), {"DELTA": "delta"})
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
+
+
+def test_banned_starts_are_masked_and_limits_abort(fake_vllm, organism_engine):
+    tokenizer = organism_engine.tokenizer
+    wait, try_ = tokenizer.convert_tokens_to_ids(["Wait", "try"])
     llm = FakeLLM(tokenizer, [wait, try_])
     engine = VLLMEngine(llm, tokenizer, "fake")
     prompt = tuple(tokenizer("<|user|>x<|assistant|><think>\n\n", add_special_tokens=False)["input_ids"])
@@ -79,3 +82,14 @@ def test_banned_starts_are_masked_and_limits_abort(monkeypatch, organism_engine)
     assert completion.text.startswith("try")
     assert llm.calls[0]["max_tokens"] == 1 and llm.calls[1]["prompt"][-1] == try_
     assert completion.finish_reason == "limit" and completion.text.endswith("\n\n") and llm.aborted
+
+
+def test_tokens_that_decode_to_nothing_cannot_stall_the_masked_start(fake_vllm, organism_engine):
+    """Regression: a special token decodes to "" and left the start undecided forever (seen with transformers
+    serve, whose generation_config path had no EOS id)."""
+    tokenizer = organism_engine.tokenizer
+    llm = FakeLLM(tokenizer, [tokenizer.eos_token_id])
+    engine = VLLMEngine(llm, tokenizer, "fake")
+    request = Request(prompt_ids=(1, 2), max_new_tokens=5, banned_starts=DEFAULT_KEYWORDS)
+    (completion,) = asyncio.run(engine.generate([request]))
+    assert completion.finish_reason == "length" and len(llm.calls) == 5

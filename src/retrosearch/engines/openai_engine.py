@@ -126,6 +126,7 @@ class OpenAIEngine(StreamingEngine):
                     "temperature": request.temperature,
                     "top_p": request.top_p,
                     "max_new_tokens": call.max_tokens,
+                    "eos_token_id": self.tokenizer.eos_token_id,  # this config replaces the model's own
                     "sequence_bias": [[[token], MASKED] for token in call.masked],
                 }
             )

@@ -103,11 +103,12 @@ class StreamingEngine(Engine):
 
     async def _masked_start(self, call: _Call, ban: StartBan) -> tuple[str, str]:
         """One masked token at a time until the start can no longer become a banned word, then the rest."""
-        text, ids = "", list(call.prompt_ids)
+        text, ids, sampled = "", list(call.prompt_ids), 0
         while (state := ban.state(text)) is not None:
-            if len(ids) - len(call.prompt_ids) >= call.max_tokens:
+            if sampled >= call.max_tokens:
                 return text, "length"
-            one = _Call(call.request, tuple(ids), 1, _mix(call.seed, len(ids)), tuple(ban.banned_ids(state)), text)
+            sampled += 1  # counted apart from the text: a token may decode to nothing (a special token)
+            one = _Call(call.request, tuple(ids), 1, _mix(call.seed, sampled), tuple(ban.banned_ids(state)), text)
             text, reason = await self._call(one)
             if ban.violates(text):
                 raise ServerError(
@@ -117,7 +118,7 @@ class StreamingEngine(Engine):
             if reason != "length":  # a stop string, a limit or the end of the text
                 return text, reason
             ids = [*call.prompt_ids, *self.encode(text)]
-        left = call.max_tokens - (len(ids) - len(call.prompt_ids))
+        left = call.max_tokens - sampled
         if left <= 0:
             return text, "length"
         return await self._call(_Call(call.request, tuple(ids), left, call.seed, (), text))
