@@ -36,7 +36,7 @@ def add_options(parser: argparse.ArgumentParser, *classes: type, help_text: dict
             seen.add(field.name)
             annotation = _unwrap_optional(hints[field.name])
             default = field.default if field.default is not dataclasses.MISSING else None
-            described = (help_text or {}).get(field.name, "")
+            described = (help_text or {}).get(field.name, "").replace("%", "%%")  # argparse formats help with %
             kwargs: dict[str, Any] = {
                 "default": argparse.SUPPRESS,
                 "help": described if "default" in described else f"{described} (default: {default})".strip(),
