@@ -2,13 +2,12 @@
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from commands import ENV, revise_command
 from servers import FaultProxy, OrganismServer
 
 from retrosearch.engines import EngineConfig, load_engine
@@ -104,31 +103,11 @@ def test_server_killed_and_restarted_mid_run_loses_nothing(teacher_file, tmp_pat
     server = OrganismServer(str(checkpoint_path()), log=tmp_path / "serve.log")
     server.start()
     output = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "retrosearch.cli",
-        "revise",
-        "--input",
-        str(teacher_file),
-        "--limit",
-        "40",
-        "--output",
-        str(output),
-        "--engine",
-        "openai",
-        "--base-url",
-        server.url,
-        "--ban-method",
-        "generation_config",
-        "--retries",
-        "12",
-        "--max-new-tokens",
-        "400",
-    ]
+    command = revise_command(teacher_file, "--limit", "40", "--output", str(output), "--engine", "openai")
+    command += ["--base-url", server.url, "--ban-method", "generation_config", "--retries", "12"]
     process = subprocess.Popen(
         command,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

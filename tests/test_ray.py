@@ -3,11 +3,11 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from commands import ENV, revise_command
 
 pytest.importorskip("ray.data", reason="`revise --ray` needs ray[data] (in the dev extras)")
 
@@ -18,14 +18,13 @@ def actor_pids() -> list[int]:
 
 
 def test_ray_replicas_write_the_single_process_rows_even_when_an_actor_dies(teacher_file, tmp_path):
-    command = [sys.executable, "-m", "retrosearch.cli", "revise", "--input", str(teacher_file)]
-    command += ["--max-new-tokens", "400", "--concurrency", "4", "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
-    subprocess.run([*command, "--output", str(tmp_path / "here")], check=True, env=env, capture_output=True)
+    command = revise_command(teacher_file, "--concurrency", "4", "--device", "cpu")
+
+    subprocess.run([*command, "--output", str(tmp_path / "here")], check=True, env=ENV, capture_output=True)
     output = tmp_path / "ray" / "revised.jsonl"
     process = subprocess.Popen(
         [*command, "--output", str(tmp_path / "ray"), "--ray", "--replicas", "2"],
-        env=env,
+        env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

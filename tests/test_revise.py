@@ -1,12 +1,11 @@
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from commands import ENV, revise_command
 
 from retrosearch.answers import extract_answer, is_correct
 from retrosearch.cli import main
@@ -115,25 +114,12 @@ def test_unknown_format_and_missing_named_field(tmp_path, capsys):
 
 
 def test_killed_run_resumes_to_the_same_output(teacher_file, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "retrosearch.cli",
-        "revise",
-        "--input",
-        str(teacher_file),
-        "--max-new-tokens",
-        "400",
-        "--batch-size",
-        "4",
-        "--device",
-        "cpu",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*command, "--output", str(tmp_path / "whole")], check=True, env=env, capture_output=True)
+    command = revise_command(teacher_file, "--batch-size", "4", "--device", "cpu")
+
+    subprocess.run([*command, "--output", str(tmp_path / "whole")], check=True, env=ENV, capture_output=True)
     killed = tmp_path / "killed"
     process = subprocess.Popen(
-        [*command, "--output", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*command, "--output", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 300
     output = killed / "revised.jsonl"
@@ -145,7 +131,7 @@ def test_killed_run_resumes_to_the_same_output(teacher_file, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert len(output.read_text().splitlines()) < 40
-    subprocess.run([*command, "--output", str(killed)], check=True, env=env, capture_output=True)
+    subprocess.run([*command, "--output", str(killed)], check=True, env=ENV, capture_output=True)
     assert output.read_text() == (tmp_path / "whole" / "revised.jsonl").read_text()
 
 
