@@ -1,6 +1,6 @@
 """`revise --ray`: the same revision over a pool of Ray actors, each owning one engine.
 
-The pending samples go, in blocks of `--concurrency`, to `--replicas` actors (each with
+The pending samples are read lazily and go, in blocks of `--concurrency`, to `--replicas` actors (each with
 `--gpus-per-replica` GPUs and its own engine); an actor revises a block with the same per-sample work as a
 single process, and the driver appends the rows in input order as blocks finish, so nothing waits for the
 whole dataset and a rerun resumes. Every sample's sampling depends only on its own seeds, so the rows are
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -65,61 +65,84 @@ def revise_on_ray(
     block_size: int,
     max_replacements: int = 8,
 ) -> RunStats:
-    """Revise on `replicas` actors; rows are written in input order as their blocks finish."""
+    """Revise on `replicas` actors; blocks are read from `samples` only as actors free up, and rows are
+    written in input order as their blocks finish."""
     import ray
 
     stats = RunStats()
-    pending: list[Sample] = []
-    for sample in samples:
-        if sample.id in output.done:
-            stats.skipped_existing += 1
-        else:
-            pending.append(sample)
-    progress = tqdm(total=total, initial=stats.skipped_existing, desc="revise (ray)", unit="sample")
-    blocks = [
-        [json.dumps(asdict(sample)) for sample in pending[start : start + block_size]]
-        for start in range(0, len(pending), block_size)
-    ]
-    if not blocks:
-        progress.close()
-        return stats
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
-    threads = 1 if gpus_per_replica else max(1, int(ray.cluster_resources().get("CPU", 1)) // replicas)
-    actor_class = ray.remote(num_gpus=gpus_per_replica, num_cpus=0 if gpus_per_replica else threads / 2)(ReviseActor)
+    progress = tqdm(total=total, desc="revise (ray)", unit="sample")
 
-    def new_actor():
-        return actor_class.remote(configs, threads)
+    def fresh_blocks() -> Iterator[list[str]]:
+        block: list[str] = []
+        for sample in samples:
+            if sample.id in output.done:  # finished by an earlier run of the same command
+                stats.skipped_existing += 1
+                progress.update(1)
+                continue
+            block.append(json.dumps(asdict(sample)))
+            if len(block) == block_size:
+                yield block
+                block = []
+        if block:
+            yield block
 
-    actors = [new_actor() for _ in range(min(replicas, len(blocks)))]
-    waiting = list(range(len(blocks)))
-    running: dict[Any, tuple[int, Any]] = {}  # future -> (block, actor)
+    source = fresh_blocks()
+    blocks: dict[int, list[str]] = {}  # given out and not yet written
+    again: list[int] = []  # blocks of actors that died
+    made = 0
+
+    def next_block_index() -> int | None:
+        nonlocal made
+        if again:
+            return again.pop(0)
+        block = next(source, None)
+        if block is None:
+            return None
+        blocks[made] = block
+        made += 1
+        return made - 1
+
+    actors: list[Any] = []
+
+    def new_actor() -> Any:
+        if not actors:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // replicas)
+        threads = 1 if gpus_per_replica else cpus
+        options = {"num_gpus": gpus_per_replica, "num_cpus": 0 if gpus_per_replica else cpus / 2}
+        actors.append(ray.remote(**options)(ReviseActor).remote(configs, threads))
+        return actors[-1]
+
+    idle: list[Any] = []
+    running: dict[Any, tuple[int, Any]] = {}  # future -> (block index, actor)
     finished: dict[int, list[str]] = {}
-    next_block, replaced = 0, 0
-    idle = list(actors)
+    written, replaced = 0, 0
     try:
-        while next_block < len(blocks):
-            while idle and waiting:
-                actor, block = idle.pop(), waiting.pop(0)
-                running[actor.revise.remote(blocks[block])] = (block, actor)
+        while True:
+            while len(running) < replicas and (index := next_block_index()) is not None:
+                actor = idle.pop() if idle else new_actor()
+                running[actor.revise.remote(blocks[index])] = (index, actor)
+            if not running:
+                break
             (done,), _ = ray.wait(list(running), num_returns=1)
-            block, actor = running.pop(done)
+            index, actor = running.pop(done)
             try:
-                finished[block] = ray.get(done)
+                finished[index] = ray.get(done)
                 idle.append(actor)
             except ray.exceptions.RayActorError as error:
                 replaced += 1
                 if replaced > max_replacements:
                     raise RuntimeError(f"{replaced} Ray actors died; the last said: {error}") from None
-                progress.write(f"a Ray actor died; its block of {len(blocks[block])} samples runs again")
-                waiting.insert(0, block)
-                idle.append(new_actor())
-            while next_block in finished:
-                for text in finished.pop(next_block):
+                progress.write(f"a Ray actor died; its block of {len(blocks[index])} samples runs again")
+                again.insert(0, index)
+            while written in finished:
+                for text in finished.pop(written):
                     output.write(json.loads(text))
                     progress.update(1)
-                next_block += 1
+                del blocks[written]
+                written += 1
     finally:
         progress.close()
-        for actor in actors + idle:
+        for actor in actors:
             ray.kill(actor)
     return stats
