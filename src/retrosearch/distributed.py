@@ -15,50 +15,47 @@ or without actor restarts.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
 from retrosearch.data import JsonlAppender, Sample
 from retrosearch.runner import RunStats, row_or_error
 
+if TYPE_CHECKING:
+    from retrosearch.engines import EngineConfig
+    from retrosearch.revise import ReviseConfig
+    from retrosearch.search.retro_search import RetroSearchConfig
+
 
 class ReviseActor:
     """One engine and one Reviser, kept for the actor's life; revises a block of samples at a time."""
 
-    def __init__(self, configs: dict[str, dict[str, Any]], threads: int) -> None:
+    def __init__(self, configs: tuple[EngineConfig, RetroSearchConfig, ReviseConfig], threads: int) -> None:
         import torch
 
-        from retrosearch.answers import default_checker
-        from retrosearch.engines import EngineConfig, load_engine
-        from retrosearch.revise import ReviseConfig, Reviser
-        from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
+        from retrosearch.engines import load_engine
+        from retrosearch.revise import Reviser
 
         torch.set_num_threads(threads)
-        engine_config = EngineConfig(**configs["engine"])
-        search = RetroSearchConfig(**{**configs["search"], "keywords": tuple(configs["search"]["keywords"])})
-        self.engine = load_engine(engine_config)
-        retro_search = RetroSearch(self.engine, default_checker().is_correct, search)
-        self.reviser = Reviser(self.engine, retro_search, ReviseConfig(**configs["revise"]))
+        engine_config, search, config = configs
+        self.reviser = Reviser.on(load_engine(engine_config), search, config)
 
-    def revise(self, block: list[str]) -> list[str]:
-        """Rows for a block of samples (as JSON), all in flight at once on this actor's engine."""
-        samples = [Sample(**json.loads(text)) for text in block]
+    def revise(self, block: list[Sample]) -> list[dict[str, Any]]:
+        """Rows for a block of samples, all in flight at once on this actor's engine."""
 
         async def run() -> list[dict[str, Any]]:
-            return list(await asyncio.gather(*(row_or_error(self.reviser, sample) for sample in samples)))
+            return list(await asyncio.gather(*(row_or_error(self.reviser, sample) for sample in block)))
 
-        return [json.dumps(row) for row in asyncio.run(run())]
+        return asyncio.run(run())
 
 
 def revise_on_ray(
     samples: Iterable[Sample],
     total: int,
     output: JsonlAppender,
-    configs: dict[str, dict[str, Any]],
+    configs: tuple[EngineConfig, RetroSearchConfig, ReviseConfig],
     address: str | None,
     replicas: int,
     gpus_per_replica: float,
@@ -72,14 +69,14 @@ def revise_on_ray(
     stats = RunStats()
     progress = tqdm(total=total, desc="revise (ray)", unit="sample")
 
-    def fresh_blocks() -> Iterator[list[str]]:
-        block: list[str] = []
+    def fresh_blocks() -> Iterator[list[Sample]]:
+        block: list[Sample] = []
         for sample in samples:
             if sample.id in output.done:  # finished by an earlier run of the same command
                 stats.skipped_existing += 1
                 progress.update(1)
                 continue
-            block.append(json.dumps(asdict(sample)))
+            block.append(sample)
             if len(block) == block_size:
                 yield block
                 block = []
@@ -87,7 +84,7 @@ def revise_on_ray(
             yield block
 
     source = fresh_blocks()
-    blocks: dict[int, list[str]] = {}  # given out and not yet written
+    blocks: dict[int, list[Sample]] = {}  # given out and not yet written
     again: list[int] = []  # blocks of actors that died
     made = 0
 
@@ -115,7 +112,7 @@ def revise_on_ray(
 
     idle: list[Any] = []
     running: dict[Any, tuple[int, Any]] = {}  # future -> (block index, actor)
-    finished: dict[int, list[str]] = {}
+    finished: dict[int, list[dict[str, Any]]] = {}
     written, replaced = 0, 0
     try:
         while True:
@@ -136,8 +133,8 @@ def revise_on_ray(
                 progress.write(f"a Ray actor died; its block of {len(blocks[index])} samples runs again")
                 again.insert(0, index)
             while written in finished:
-                for text in finished.pop(written):
-                    output.write(json.loads(text))
+                for row in finished.pop(written):
+                    output.write(row)
                     progress.update(1)
                 del blocks[written]
                 written += 1

@@ -74,6 +74,11 @@ class Reviser:
         self.config = config
         self.accepted = 0
 
+    @classmethod
+    def on(cls, engine: Engine, search: RetroSearchConfig, config: ReviseConfig) -> Reviser:
+        """Retro-Search with `search` on `engine`, answers checked by the default checker."""
+        return cls(engine, RetroSearch(engine, default_checker().is_correct, search), config)
+
     def _stats(self, text: str, suffix: str) -> dict[str, Any]:
         trace = parse(text)
         stats = trace.stats(self.search.matcher)
@@ -225,7 +230,7 @@ async def _revise_here(
     concurrency: int,
 ) -> RunStats:
     """All samples through one engine in this process."""
-    reviser = Reviser(engine, RetroSearch(engine, default_checker().is_correct, search), config)
+    reviser = Reviser.on(engine, search, config)
     started, generated_at_start = time.monotonic(), getattr(engine, "generated_tokens", 0)
 
     def postfix() -> dict[str, Any]:
@@ -273,12 +278,11 @@ def revise(
     concurrency = config.concurrency or 2 * engine_config.batch_size
     try:
         if config.ray:
-            configs = {"engine": asdict(engine_config), "search": asdict(search), "revise": asdict(config)}
             stats = revise_on_ray(
                 samples,
                 len(ids),
                 appender,
-                configs,
+                (engine_config, search, config),
                 config.address,
                 config.replicas,
                 config.gpus_per_replica,
