@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from retrosearch.engines.base import Request
-from retrosearch.engines.streaming import MASKED, _Call
-from retrosearch.engines.vllm_engine import VLLMEngine, finish_reason, prompt_of, sampling_settings
+from retrosearch.engines.streaming import MASKED, _Call, backend_finish
+from retrosearch.engines.vllm_engine import VLLMEngine, prompt_of, sampling_settings
 from retrosearch.trace import DEFAULT_KEYWORDS
 
 
@@ -20,7 +20,7 @@ def test_a_call_becomes_one_sequence_with_its_own_seed_stops_and_mask():
     masked = sampling_settings(_Call(request, (5, 6), 1, 3, masked=(47, 49)))
     assert masked["logit_bias"] == {47: MASKED, 49: MASKED} and masked["max_tokens"] == 1
     assert prompt_of(_Call(request, (5, 6, 9), 40, 11)) == {"prompt_token_ids": [5, 6, 9]}
-    assert [finish_reason(r) for r in ("length", "stop", "abort", None)] == ["length", "eos", "eos", None]
+    assert [backend_finish(r) for r in ("length", "stop", "abort", None)] == ["length", "eos", "eos", None]
 
 
 class FakeLLM:

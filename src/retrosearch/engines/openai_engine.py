@@ -24,7 +24,7 @@ from typing import Any, Literal
 import httpx
 
 from retrosearch.engines.banning import StartBan
-from retrosearch.engines.streaming import MASKED, BanMethod, ServerError, StreamingEngine, _Call
+from retrosearch.engines.streaming import MASKED, BanMethod, ServerError, StreamingEngine, _Call, backend_finish
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class OpenAIEngine(StreamingEngine):
                     raise _Retry(f"error in the stream: {event['error']}")
                 choice = event["choices"][0] if event.get("choices") else {}
                 reason = choice.get("finish_reason")
-                yield choice.get("text") or "", None if reason is None else ("length" if reason == "length" else "eos")
+                yield choice.get("text") or "", backend_finish(reason)
                 if reason is not None:
                     return
         raise _Retry("the stream ended without a finish reason")

@@ -33,7 +33,7 @@ class ServerError(RuntimeError):
 
 @dataclass(frozen=True)
 class _Call:
-    """One HTTP completion call: the request's sampling settings over a prompt that may have grown."""
+    """One generation at the backend: the request's sampling settings over a prompt that may have grown."""
 
     request: Request
     prompt_ids: tuple[int, ...]
@@ -41,6 +41,13 @@ class _Call:
     seed: int
     masked: tuple[int, ...] = ()
     text_before: str = ""  # already generated; stop strings and limits count it
+
+
+def backend_finish(reason: str | None) -> str | None:
+    """A backend's finish reason in ours: stop strings are caught on the text, so any other end is "eos"."""
+    if reason is None:
+        return None
+    return "length" if reason == "length" else "eos"
 
 
 def _mix(seed: int, salt: int) -> int:

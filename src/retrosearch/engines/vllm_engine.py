@@ -14,7 +14,7 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
-from retrosearch.engines.streaming import MASKED, StreamingEngine, _Call
+from retrosearch.engines.streaming import MASKED, StreamingEngine, _Call, backend_finish
 
 
 def sampling_settings(call: _Call) -> dict[str, Any]:
@@ -38,13 +38,6 @@ def sampling_settings(call: _Call) -> dict[str, Any]:
 def prompt_of(call: _Call) -> dict[str, list[int]]:
     """A TokensPrompt: the exact ids the search built, never re-tokenized."""
     return {"prompt_token_ids": list(call.prompt_ids)}
-
-
-def finish_reason(reason: str | None) -> str | None:
-    """vLLM's finish reason in ours: a stop string shows in the text and is caught there."""
-    if reason is None:
-        return None
-    return "length" if reason == "length" else "eos"
 
 
 class VLLMEngine(StreamingEngine):
@@ -99,7 +92,7 @@ class VLLMEngine(StreamingEngine):
             async for output in self.llm.generate(prompt_of(call), params, request_id=request_id):
                 piece = output.outputs[0]
                 finished = output.finished
-                yield piece.text, finish_reason(piece.finish_reason)
+                yield piece.text, backend_finish(piece.finish_reason)
         finally:
             if not finished:  # closed early (a limit, a rejected start): stop the work on the GPU
                 await self.llm.abort(request_id)
