@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 # torch first and pinned, so pip never pulls a multi-GB CUDA build on a CPU machine
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint format benchmark
+.PHONY: setup demo test lint format benchmark mutation
 
 setup: $(VENV)/.installed
 
@@ -31,3 +31,8 @@ format: setup
 
 benchmark: setup
 	$(PYTHON) benchmarks/organism_quality.py
+
+# slow (minutes): the killed share of mutants per core module, as JSON; see benchmarks/mutation.py
+mutation: setup
+	$(PYTHON) -m pip install -q -e ".[dev,mutation]"
+	$(PYTHON) benchmarks/mutation.py

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
+import tqdm
+
+# mutmut forks a test process per mutant: tqdm's default lock is shared between processes (a child that
+# dies holding it hangs every later one) and its monitor thread may hold it at the fork; use neither
+tqdm.tqdm.monitor_interval = 0
+tqdm.tqdm.set_lock(threading.RLock())
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TRACES = SHARED / "data" / "traces"
@@ -15,6 +22,17 @@ def shared_traces() -> list[Path]:
     if not files:
         pytest.skip(f"../shared/data/traces is absent ({TRACES}); the shared data sits beside the checkout")
     return files
+
+
+@pytest.fixture(scope="session")
+def shared_tokenizer():
+    """The real DeepSeek-R1-Distill-Qwen tokenizer (BPE, 151k tokens) from ../shared."""
+    folder = SHARED / "data" / "tokenizers" / "deepseek-r1-distill-qwen"
+    if not (folder / "tokenizer.json").exists():
+        pytest.skip(f"../shared/data/tokenizers is absent ({folder}); the shared data sits beside the checkout")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 import json
 
 from retrosearch.cli import main
-from retrosearch.search.shortest_of_n import shortest_correct_of_n
 
 TINY = """
 name: tiny
@@ -24,19 +23,6 @@ stages:
     options: {{benchmarks: [organism], model: "{{sft-revised}}/final", samples: 1, limit: 4, max_new_tokens: 400}}
 table: [eval-revised]
 """
-
-
-def test_shortest_correct_of_n_keeps_one_shortest_correct_trace_per_problem():
-    rows = [
-        {"problem_id": "a", "sample": 0, "correct": True, "tokens": 30},
-        {"problem_id": "a", "sample": 1, "correct": True, "tokens": 20},
-        {"problem_id": "a", "sample": 2, "correct": True, "tokens": 10},  # beyond N = 2
-        {"problem_id": "b", "sample": 0, "correct": False, "tokens": 5},
-        {"problem_id": "c", "sample": 0, "correct": True, "tokens": 7},
-        {"problem_id": "c", "sample": 1, "correct": True, "tokens": 7},
-    ]
-    chosen = shortest_correct_of_n(rows, 2)
-    assert [(r["problem_id"], r["sample"]) for r in chosen] == [("a", 1), ("c", 0)]
 
 
 def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys):

@@ -1,7 +1,16 @@
 import json
 
 from retrosearch.data import read_samples
-from retrosearch.trace import FORMATS, KeywordMatcher, parse
+from retrosearch.trace import (
+    DEFAULT_KEYWORDS,
+    FORMATS,
+    KeywordMatcher,
+    TraceFormat,
+    TraceStats,
+    detect_format,
+    parse,
+    with_keywords,
+)
 
 
 def test_round_trip_is_byte_exact_on_all_shared_traces(shared_traces):
@@ -22,6 +31,8 @@ def test_round_trip_of_awkward_texts():
         "</think>only close",
         "x\n\n\nWait, y",
         "<|begin_of_thought|>\n\na\n\nb<|end_of_thought|>\n\n<|begin_of_solution|>s<|end_of_solution|>",
+        "</think>x<think>y</think>z",
+        "<think>a<think>b</think>c</think>d",
     ]:
         assert parse(text).render() == text
         for fmt in FORMATS.values():
@@ -61,3 +72,68 @@ def test_openthoughts_shape_from_shared_data(shared_traces):
     trace = parse(row["code"][0])
     assert trace.format.name == "openthoughts"
     assert trace.head.endswith("<|begin_of_thought|>")
+
+
+def test_keyword_lists_from_options():
+    assert with_keywords(None).keywords == DEFAULT_KEYWORDS
+    assert with_keywords([]).keywords == DEFAULT_KEYWORDS
+    assert with_keywords(["Actually", "Hold on"]).keywords == ("Actually", "Hold on")
+    assert with_keywords(["Actually"]).match("Wait, no") is None
+
+
+def test_the_longest_keyword_wins_and_only_whole_words_count():
+    matcher = KeywordMatcher(("But", "But wait", "Wait"))
+    assert matcher.match("But wait, no") == "But wait"
+    assert matcher.match("But no") == "But"
+    assert matcher.match("Butter") is None
+    assert matcher.match("Wait") == "Wait"
+    assert matcher.match("Wait2") is None
+    assert matcher.match("") is None
+
+
+def test_format_detection_and_unfinished_traces():
+    assert detect_format("<|begin_of_thought|>x").name == "openthoughts"
+    assert detect_format("x<|end_of_thought|>").name == "openthoughts"
+    assert detect_format("<think>x").name == "r1"
+    assert detect_format("x</think>").name == "r1"
+    assert detect_format("<think> and <|end_of_thought|>").name == "openthoughts"
+    assert detect_format("plain").name == "plain"
+    plain = parse("a\n\nWait, b")
+    assert plain.finished and plain.solution == "a\n\nWait, b" and plain.head == plain.tail == ""
+    closed = parse("<think>a</think>tail")
+    assert (closed.head, closed.steps, closed.tail) == ("<think>", ["a"], "</think>tail")
+    assert closed.solution == "</think>tail"
+    no_open = parse("a\n\nb</think>t")
+    assert (no_open.head, no_open.steps, no_open.tail) == ("", ["a", "b"], "</think>t")
+    assert not parse("<think>a\n\nb").finished
+    assert parse("<think>a</think>").finished  # the closing marker alone closes it
+
+
+def test_stats_of_an_empty_and_a_blank_trace():
+    matcher = KeywordMatcher()
+    assert parse("").stats(matcher) == TraceStats(steps=0, thoughts=0, switches=0, keywords={})
+    assert parse("\n\n\n\n").stats(matcher).thoughts == 0
+    assert parse("\n\nWait, a\n\n\n\nHmm b").stats(matcher) == TraceStats(2, 2, 1, {"Hmm": 1})
+
+
+def test_markers_the_first_opening_and_the_first_closing_after_it():
+    twice = parse("<think>a<think>b</think>c</think>d")
+    assert (twice.head, twice.steps, twice.tail) == ("<think>", ["a<think>b"], "</think>c</think>d")
+    early_close = parse("</think>x<think>y</think>z")
+    assert (early_close.head, early_close.steps, early_close.tail) == ("</think>x<think>", ["y"], "</think>z")
+    only_close = parse("</think>x")
+    assert (only_close.head, only_close.steps, only_close.tail) == ("", [""], "</think>x")
+    assert only_close.finished
+
+
+def test_a_format_without_a_closing_marker_splits_the_whole_text():
+    half = TraceFormat("half", "<t>", None)
+    trace = parse("<t>a\n\nb", half)
+    assert (trace.head, trace.steps, trace.tail, trace.format) == ("", ["<t>a", "b"], "", half)
+    assert trace.render() == "<t>a\n\nb"
+
+
+def test_case_decides_no_order_only_length_does():
+    matcher = KeywordMatcher(("wait", "Wait again"))
+    assert matcher.match("Wait again, x") == "Wait again"
+    assert matcher.match("WAIT, x") == "wait"

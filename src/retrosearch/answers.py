@@ -99,8 +99,8 @@ class AnswerChecker:
                 self._pool = None
 
     def is_correct(self, gold: str | None, predicted: str | None) -> bool:
-        if gold is None or predicted is None:
-            return False
+        if gold is None or predicted is None or not _plain(gold) or not _plain(predicted):
+            return False  # an empty gold answer would otherwise match an empty prediction
         if _plain(gold) == _plain(predicted):
             return True
         for _ in range(2):  # a pool broken by another check's timeout gets one more try

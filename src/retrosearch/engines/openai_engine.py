@@ -55,6 +55,7 @@ class OpenAIEngine(StreamingEngine):
         ban_method: BanMethod = "logit_bias",
         ban_attempts: int = 32,
         prompt_format: PromptFormat = "auto",
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.served_model = served_model
@@ -70,6 +71,7 @@ class OpenAIEngine(StreamingEngine):
         self.ban_attempts = ban_attempts
         self.prompt_format = prompt_format
         self._setup_streaming()
+        self.transport = transport  # None: the network; tests put a scripted server here
         self._client: httpx.AsyncClient | None = None
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -80,7 +82,9 @@ class OpenAIEngine(StreamingEngine):
         if self._client is None or self._loop is not loop:
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
             limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight)
-            self._client = httpx.AsyncClient(headers=headers, timeout=self.timeout, limits=limits)
+            self._client = httpx.AsyncClient(
+                headers=headers, timeout=self.timeout, limits=limits, transport=self.transport
+            )
             self._slots = asyncio.Semaphore(self.max_in_flight)
             self._loop = loop
         return self._slots  # type: ignore[return-value]
@@ -144,7 +148,10 @@ class OpenAIEngine(StreamingEngine):
                 data = line[5:].strip()
                 if data == "[DONE]":
                     break
-                event = json.loads(data)
+                try:
+                    event = json.loads(data)
+                except json.JSONDecodeError:
+                    raise _Retry(f"a malformed line in the stream: {data[:80]!r}") from None
                 if "error" in event:
                     raise _Retry(f"error in the stream: {event['error']}")
                 choice = event["choices"][0] if event.get("choices") else {}

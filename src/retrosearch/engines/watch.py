@@ -24,7 +24,7 @@ def limit_end(text: str, limit: tuple[str, int, str | None] | None) -> int | Non
     if limit is None:
         return None
     needle, count, until = limit
-    counted = text if until is None else text.split(until, 1)[0]
+    counted = text if until is None else text.partition(until)[0]
     if counted.count(needle) < count:
         return None
     end = -len(needle)

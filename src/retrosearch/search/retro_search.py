@@ -103,40 +103,34 @@ class RetroSearch:
         config = self.config
         prompt = self.engine.chat_prompt(problem)
         current, current_length = trace, self.length(trace)
-        result = SearchResult(trace=trace, length_before=current_length, length_after=current_length)
+        length_before = current_length
+        revisions: list[Revision] = []
+        rollouts = generated_tokens = 0
         visit = random.Random(derive_seed(config.seed, sample_id, "partial"))
         cursor = -1
-        while True:
-            later = [i for i in current.switch_indices(self.matcher) if i > cursor]
-            if not later:
-                break
+        while later := [i for i in current.switch_indices(self.matcher) if i > cursor]:
             cursor = later[0]
-            if config.partial < 1.0 and visit.random() >= config.partial:
+            if visit.random() >= config.partial:  # partial = 1.0 visits every switch
                 continue
-            rollouts = await asyncio.gather(
-                *(
-                    self.rollout(sample_id, prompt, gold, current, cursor, current_length, r)
-                    for r in range(config.rollouts)
-                )
-            )
-            tried = [r for r in rollouts if r is not None]
-            result.rollouts += len(tried)
-            result.generated_tokens += sum(r.generated_tokens for r in tried)
-            winners = [r for r in tried if r.correct and r.length < current_length]
-            if winners:
-                best = min(winners, key=lambda r: (r.length, r.index))
-                result.revisions.append(
-                    Revision(
-                        switch_index=cursor,
-                        keyword=self.matcher.match(current.steps[cursor]),
-                        length_before=current_length,
-                        length_after=best.length,
-                        rollout=best.index,
+            tried = [
+                rollout
+                for rollout in await asyncio.gather(
+                    *(
+                        self.rollout(sample_id, prompt, gold, current, cursor, current_length, number)
+                        for number in range(config.rollouts)
                     )
                 )
+                if rollout is not None
+            ]
+            rollouts += len(tried)
+            generated_tokens += sum(rollout.generated_tokens for rollout in tried)
+            winners = [rollout for rollout in tried if rollout.correct and rollout.length < current_length]
+            if winners:
+                best = min(winners, key=lambda rollout: (rollout.length, rollout.index))
+                keyword = self.matcher.match(current.steps[cursor])
+                revisions.append(Revision(cursor, keyword, current_length, best.length, best.index))
                 current, current_length = best.trace, best.length
-        result.trace, result.length_after = current, current_length
-        return result
+        return SearchResult(current, length_before, current_length, revisions, rollouts, generated_tokens)
 
     async def rollout(
         self, sample_id: str, prompt: str, gold: str, trace: Trace, index: int, bound: int, number: int
@@ -146,17 +140,20 @@ class RetroSearch:
         prefix = trace.prefix(index)
         prompt_ids = tuple(self.engine.encode(prompt + prefix))
         close = trace.format.close
-        steps_left = bound - index - 1  # segments the rollout may add and still be shorter
-        if config.bound and config.length_unit == "steps" and steps_left <= 0:
+        in_tokens = config.length_unit == "tokens"
+        prefix_tokens = self.engine.count_tokens(prefix) if in_tokens else 0
+        # the most the rollout may add and still be shorter: blank-line segments, or generated tokens
+        room = bound - prefix_tokens - 1 if in_tokens else bound - index - 1
+        if config.bound and room <= 0:
             return None
-        prefix_tokens = self.engine.count_tokens(prefix) if config.length_unit == "tokens" else 0
-        if config.bound and config.length_unit == "tokens" and bound - prefix_tokens <= 0:
-            return None
+        first_budget = min(config.step_max_tokens, config.max_new_tokens)
+        if config.bound and in_tokens:
+            first_budget = min(first_budget, room)
         seed = derive_seed(config.seed, sample_id, index, number)
         first = await self._generate(
             Request(
                 prompt_ids=prompt_ids,
-                max_new_tokens=min(config.step_max_tokens, config.max_new_tokens),
+                max_new_tokens=first_budget,
                 temperature=config.temperature,
                 top_p=config.top_p,
                 seed=seed,
@@ -165,14 +162,14 @@ class RetroSearch:
             )
         )
         completions = [first]
-        step_text = first.text.split(SEPARATOR, 1)[0]
-        if first.finish_reason == "stop" and step_text.strip():
+        has_content = bool(first.text.partition(SEPARATOR)[0].strip())
+        if first.finish_reason == "stop" and has_content:
             max_tokens = config.max_new_tokens - len(first.token_ids)
             limit = None
-            if config.bound and config.length_unit == "tokens":
-                max_tokens = min(max_tokens, bound - prefix_tokens - len(first.token_ids))
-            if config.bound and config.length_unit == "steps" and (close is None or close not in first.text):
-                limit = (SEPARATOR, steps_left - first.text.count(SEPARATOR), close)
+            if config.bound and in_tokens:
+                max_tokens = min(max_tokens, room - len(first.token_ids))
+            if config.bound and not in_tokens and (close is None or close not in first.text):
+                limit = (SEPARATOR, room - first.text.count(SEPARATOR), close)
             if max_tokens > 0 and (limit is None or limit[1] > 0):
                 second = await self._generate(
                     Request(
@@ -188,8 +185,8 @@ class RetroSearch:
         generated = sum(len(c.token_ids) for c in completions)
         finish = completions[-1].finish_reason
         new_trace = parse(prefix + "".join(c.text for c in completions), trace.format)
-        valid = finish == "eos" and bool(step_text.strip()) and self.matcher.match(new_trace.steps[index]) is None
-        length = len(new_trace.steps) if config.length_unit == "steps" else prefix_tokens + generated
+        valid = finish == "eos" and has_content and self.matcher.match(new_trace.steps[index]) is None
+        length = prefix_tokens + generated if in_tokens else len(new_trace.steps)
         correct = valid and new_trace.finished and await self._correct(gold, new_trace)
         return Rollout(new_trace, length, correct, generated, number)
 

@@ -1,0 +1,219 @@
+"""`retrosearch revise` end to end with a scripted engine, through the command line: exact statuses, reasons and
+summary values, and each option the README promises (--partial, --keywords, --overwrite, --max-input-tokens,
+field options, JSON and hub input)."""
+
+import json
+import statistics
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from scripted import Script, ScriptedEngine
+
+from retrosearch import revise as revise_module
+from retrosearch.cli import main
+from retrosearch.trace import SEPARATOR, parse
+
+CHAT = "User: {}\nAssistant: "
+END = "\n</think>\n\nSo \\boxed{5}."
+
+
+def think(*steps: str, end: str = END) -> str:
+    return "<think>\n" + SEPARATOR.join(steps) + end
+
+
+ROWS = [
+    ("revised", think("Try 3.", "3 fails.", "Wait, try 5.", "5 works.", "Hmm, check 5.", "Still 5.")),
+    ("losing", think("Try 5.", "Wait, 5 again.", "Yes 5.")),
+    ("straight", think("Try 5.", "5 works.")),
+    ("wrong", think("Try 4.", "Wait, 4.", end="\n</think>\n\nSo \\boxed{4}.")),
+    ("unfinished", "<think>\nTry 5.\n\nWait, and then"),
+    ("no-answer", think("Try 5.", "Wait, 5.", end="\n</think>\n\nNo idea.")),
+    ("unscripted", think("Try 9.", "Hmm, 9.", "Then 5.")),
+]
+
+
+def script() -> Script:
+    revised, losing = parse(ROWS[0][1]), parse(ROWS[1][1])
+    return (
+        Script()
+        .after(CHAT.format("p-revised") + revised.prefix(2), "Try 5.\n\n5 works." + END)
+        .after(CHAT.format("p-revised") + revised.prefix(4), "L." + END.replace("5", "7"))
+        .after(CHAT.format("p-losing") + losing.prefix(1), "Hmm, no." + END.replace("5", "8"), "No." + END[:-8])
+    )
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """`revise` loads this engine instead of a model; the test reads what it was asked."""
+    engine = ScriptedEngine(script())
+    monkeypatch.setattr(revise_module, "load_engine", lambda config: engine)
+    return engine
+
+
+def write_rows(path: Path, rows=ROWS, **extra) -> Path:
+    with open(path, "w") as handle:
+        for name, text in rows:
+            handle.write(json.dumps({"id": name, "problem": f"p-{name}", "answer": "5", "response": text, **extra}))
+            handle.write("\n")
+    return path
+
+
+def revise_cli(*options: str) -> int:
+    return main(["revise", *options])
+
+
+def rows_of(folder: Path) -> dict[str, dict]:
+    return {row["id"]: row for row in map(json.loads, (folder / "revised.jsonl").read_text().splitlines())}
+
+
+def test_every_status_and_reason_and_the_summary_values(tmp_path, scripted, capsys):
+    source = write_rows(tmp_path / "in.jsonl")
+    out = tmp_path / "run"
+    assert revise_cli("--input", str(source), "--output", str(out)) == 0
+    rows = rows_of(out)
+    assert list(rows) == [name for name, _ in ROWS]
+    statuses = {name: (row["status"], row["reason"]) for name, row in rows.items()}
+    assert statuses == {
+        "revised": ("revised", "shorter correct rollout accepted"),
+        "losing": ("unchanged", "no rollout was correct and shorter"),
+        "straight": ("unchanged", "no thought switch"),
+        "wrong": ("skipped", "incorrect original answer"),
+        "unfinished": ("skipped", "unfinished reasoning"),
+        "no-answer": ("skipped", "no final answer"),
+        "unscripted": ("error", rows["unscripted"]["reason"]),
+    }
+    assert rows["unscripted"]["reason"].startswith("UnscriptedRequest: no script for seed")
+    revised = rows["revised"]
+    assert revised["revised"] == think("Try 3.", "3 fails.", "Try 5.", "5 works.")
+    assert revised["revisions"] == [
+        {"switch_index": 2, "keyword": "Wait", "length_before": 6, "length_after": 4, "rollout": 0}
+    ]
+    assert revised["record"] == {"id": "revised", "problem": "p-revised", "answer": "5", "response": revised["revised"]}
+    count = scripted.count_tokens
+    assert (revised["tokens_before"], revised["tokens_after"]) == (count(ROWS[0][1]), count(revised["revised"]))
+    assert (revised["steps_before"], revised["thoughts_before"], revised["switches_before"]) == (6, 3, 2)
+    assert (revised["steps_after"], revised["thoughts_after"], revised["switches_after"]) == (4, 1, 0)
+    assert revised["rollouts"] == 1  # the accepted rollout left no switch after it
+    assert revised["generated_tokens"] == sum(len(s.completion.token_ids) for s in scripted.seen[:2])
+    for name in ("straight", "wrong", "unfinished", "no-answer"):
+        assert rows[name]["revised"] == rows[name]["original"] and rows[name]["rollouts"] == 0
+    # the losing rollout: its banned first candidate ("Hmm") was not written
+    assert rows["losing"]["revised"] == ROWS[1][1] and rows["losing"]["rollouts"] == 1
+
+    summary = json.loads((out / "summary.json").read_text())
+    searched = [rows["revised"], rows["losing"], rows["straight"]]
+    expected = {
+        "samples": 7,
+        "revised": 1,
+        "unchanged": 2,
+        "skipped": {"incorrect original answer": 1, "unfinished reasoning": 1, "no final answer": 1},
+        "errors": 1,
+        "accepted_revisions": 1,
+        "tokens_before_mean": statistics.fmean(r["tokens_before"] for r in searched),
+        "tokens_after_mean": statistics.fmean(r["tokens_after"] for r in searched),
+        "steps_before_mean": statistics.fmean([6, 3, 2]),
+        "steps_after_mean": statistics.fmean([4, 3, 2]),
+        "switches_before_mean": 1.0,
+        "switches_after_mean": 1 / 3,
+        "rollouts": 2,
+        "generated_tokens": sum(r.get("generated_tokens", 0) for r in rows.values()),
+        "resumed_samples": 0,
+    }
+    assert {key: summary[key] for key in expected} == expected
+    assert summary["tokens_ratio"] == pytest.approx(expected["tokens_after_mean"] / expected["tokens_before_mean"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"samples": 7, "revised": 1, "errors": 1}
+    assert manifest["model"] == "scripted" and manifest["finished"] >= manifest["started"]
+    assert "retrosearch revise" in capsys.readouterr().out  # the final table
+
+
+def test_a_rerun_resumes_and_overwrite_starts_afresh(tmp_path, scripted, capsys):
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
+    out = tmp_path / "run"
+    assert revise_cli("--input", str(source), "--output", str(out)) == 0
+    first = (out / "revised.jsonl").read_text()
+    asked = len(scripted.seen)
+    assert revise_cli("--input", str(source), "--output", str(out)) == 0
+    assert len(scripted.seen) == asked  # nothing asked again
+    assert json.loads((out / "summary.json").read_text())["resumed_samples"] == 3
+    assert revise_cli("--input", str(source), "--output", str(out), "--gamma", "0.5") == 2
+    assert "another config" in capsys.readouterr().err
+    assert revise_cli("--input", str(source), "--output", str(out), "--gamma", "0.5", "--overwrite") == 0
+    assert len(scripted.seen) == 2 * asked
+    assert (out / "revised.jsonl").read_text() == first
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_samples"] == 0 and summary["samples"] == 3
+    assert json.loads((out / "manifest.json").read_text())["config"]["RetroSearchConfig"]["gamma"] == 0.5
+
+
+def test_keywords_decide_what_a_switch_is(tmp_path, scripted):
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:1])
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "run"), "--keywords", "Hmm") == 0
+    row = rows_of(tmp_path / "run")["revised"]
+    assert row["switches_before"] == 1  # "Wait" is no switch now; only "Hmm" is
+    assert [seen.request.banned_starts for seen in scripted.seen if seen.request.banned_starts] == [("Hmm",)]
+    assert scripted.seen[0].prompt == CHAT.format("p-revised") + parse(ROWS[0][1]).prefix(4)
+
+
+def test_partial_revisits_only_some_switches(tmp_path, scripted):
+    many = think(*[f"Wait, s{i}." if i % 2 else f"t{i}." for i in range(20)])
+    source = write_rows(tmp_path / "in.jsonl", [("many", many)])
+    scripted.script = Script().otherwise("x" + END.replace("5", "0"))
+
+    def visits() -> int:
+        return sum(1 for seen in scripted.seen if seen.request.banned_starts)
+
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "all")) == 0
+    visited_all = visits()
+    scripted.seen.clear()
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "half"), "--partial", "0.5") == 0
+    assert 0 < visits() < visited_all == 10 - 1  # 10 switches; the last cannot win and is bounded away
+    assert rows_of(tmp_path / "half")["many"]["rollouts"] == visits()
+
+
+def test_max_input_tokens_skips_longer_traces(tmp_path, scripted):
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
+    limit = scripted.count_tokens(ROWS[1][1])
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "r"), "--max-input-tokens", str(limit)) == 0
+    rows = rows_of(tmp_path / "r")
+    assert (rows["revised"]["status"], rows["revised"]["reason"]) == ("skipped", "too long")
+    assert rows["losing"]["status"] == "unchanged" and rows["straight"]["status"] == "unchanged"
+
+
+def test_field_options_on_the_command_line(tmp_path, scripted):
+    source = tmp_path / "odd.jsonl"
+    text = ROWS[0][1]
+    source.write_text(json.dumps({"key": "k1", "task": "p-revised", "gold_value": "5", "output_text": text}) + "\n")
+    options = ["--problem-field", "task", "--answer-field", "gold_value", "--trace-field", "output_text"]
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "r"), *options, "--id-field", "key") == 0
+    row = rows_of(tmp_path / "r")["k1"]
+    assert row["status"] == "revised" and row["gold"] == "5"
+    assert row["record"] == {"key": "k1", "task": "p-revised", "gold_value": "5", "output_text": row["revised"]}
+    no_gold = tmp_path / "no_gold.jsonl"
+    no_gold.write_text(json.dumps({"id": "g", "problem": "p-revised", "response": text}) + "\n")
+    assert revise_cli("--input", str(no_gold), "--output", str(tmp_path / "g"), "--gold-from-trace") == 0
+    assert rows_of(tmp_path / "g")["g"]["gold"] == "5"
+
+
+def test_json_input(tmp_path, scripted):
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps([{"id": n, "problem": f"p-{n}", "answer": "5", "response": t} for n, t in ROWS[:2]]))
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "r")) == 0
+    assert [row["status"] for row in rows_of(tmp_path / "r").values()] == ["revised", "unchanged"]
+
+
+def test_hub_input_loads_the_named_split(tmp_path, scripted, monkeypatch):
+    asked = []
+    records = [{"id": n, "problem": f"p-{n}", "answer": "5", "response": t} for n, t in ROWS[:2]]
+
+    def load_dataset(name, split):
+        asked.append((name, split))
+        return records
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    assert revise_cli("--input", "someone/traces:validation", "--output", str(tmp_path / "r")) == 0
+    assert revise_cli("--input", "someone/traces", "--output", str(tmp_path / "t")) == 0
+    assert asked[0] == ("someone/traces", "validation") and asked[-1] == ("someone/traces", "train")
+    assert list(rows_of(tmp_path / "r")) == ["revised", "losing"]

@@ -1,0 +1,123 @@
+"""The runner: rows in input order whatever order they finish in, at most `concurrency` in flight, an
+exception becomes that row's error row, rows finished by an earlier run are skipped."""
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from retrosearch.data import JsonlAppender
+from retrosearch.runner import run_ordered
+
+
+@dataclass
+class Item:
+    id: str
+    delay: float
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def run(items, path, concurrency=3, work=None, postfix=None):
+    in_flight, peak = 0, 0
+
+    async def default_work(item: Item) -> dict:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(item.delay)
+        in_flight -= 1
+        if item.id == "bad":
+            raise ValueError("broken sample")
+        return {"id": item.id, "status": "ok"}
+
+    appender = JsonlAppender(path)
+    try:
+        stats = asyncio.run(
+            run_ordered(iter(items), len(items), work or default_work, appender, concurrency, "test", postfix)
+        )
+    finally:
+        appender.close()
+    return stats, peak
+
+
+def test_rows_are_written_in_input_order_with_bounded_concurrency(tmp_path):
+    items = [Item(f"r{i}", delay) for i, delay in enumerate([0.05, 0.0, 0.03, 0.0, 0.01, 0.0, 0.02])]
+    stats, peak = run(items, tmp_path / "out.jsonl", concurrency=3)
+    assert [row["id"] for row in lines(tmp_path / "out.jsonl")] == [item.id for item in items]
+    assert peak == 3
+    assert stats.skipped_existing == 0
+
+
+def test_concurrency_one_runs_one_at_a_time(tmp_path):
+    items = [Item(f"r{i}", 0.001) for i in range(4)]
+    _, peak = run(items, tmp_path / "out.jsonl", concurrency=1)
+    assert peak == 1
+
+
+def test_an_exception_becomes_an_error_row_and_the_run_goes_on(tmp_path):
+    items = [Item("a", 0.0), Item("bad", 0.0), Item("c", 0.0)]
+    run(items, tmp_path / "out.jsonl")
+    rows = lines(tmp_path / "out.jsonl")
+    assert rows == [
+        {"id": "a", "status": "ok"},
+        {"id": "bad", "status": "error", "reason": "ValueError: broken sample"},
+        {"id": "c", "status": "ok"},
+    ]
+
+
+def test_rows_of_an_earlier_run_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "out.jsonl"
+    run([Item("a", 0.0), Item("b", 0.0)], path)
+    seen: list[str] = []
+
+    async def work(item: Item) -> dict:
+        seen.append(item.id)
+        return {"id": item.id, "status": "ok"}
+
+    stats, _ = run([Item("a", 0.0), Item("b", 0.0), Item("c", 0.0)], path, work=work)
+    assert seen == ["c"]
+    assert stats.skipped_existing == 2
+    assert [row["id"] for row in lines(path)] == ["a", "b", "c"]
+
+
+def test_the_postfix_is_asked_for_as_rows_are_written(tmp_path):
+    calls: list[int] = []
+    run([Item(f"r{i}", 0.0) for i in range(3)], tmp_path / "out.jsonl", postfix=lambda: calls.append(1) or {})
+    assert len(calls) == 3
+
+
+def test_a_cancelled_run_writes_no_unfinished_row(tmp_path):
+    path = tmp_path / "out.jsonl"
+
+    async def work(item: Item) -> dict:
+        if item.id == "slow":
+            await asyncio.sleep(10)
+        return {"id": item.id, "status": "ok"}
+
+    async def main():
+        appender = JsonlAppender(path)
+        task = asyncio.create_task(
+            run_ordered(iter([Item("a", 0), Item("slow", 0), Item("c", 0)]), 3, work, appender, 3, "t")
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        appender.close()
+
+    asyncio.run(main())
+    ids = [row["id"] for row in lines(path)]
+    assert "a" in ids and "slow" not in ids
+
+
+def test_the_progress_bar_counts_every_row_against_the_total(tmp_path, capsys):
+    path = tmp_path / "out.jsonl"
+    run([Item("a", 0.0)], path)
+    capsys.readouterr()
+    run([Item("a", 0.0), Item("b", 0.0), Item("c", 0.0)], path)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith("test: 100%|") and "| 3/3 [" in bar and "sample/s]" in bar
