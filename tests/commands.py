@@ -6,7 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
+
+def command_env() -> dict[str, str]:
+    """The environment of a command a test starts (read when called: conftest points TMPDIR elsewhere)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
 
 
 def revise_command(input_path: Path, *options: str) -> list[str]:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -14,6 +17,21 @@ tqdm.tqdm.set_lock(threading.RLock())
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TRACES = SHARED / "data" / "traces"
 BENCHMARKS = SHARED / "data" / "benchmarks"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def command_temp_dir():
+    """Commands the tests start, and kill, keep their temporary files (multiprocessing's, Ray's) in a folder
+    removed at the end: a killed process cannot clean up after itself."""
+    folder = tempfile.mkdtemp(prefix="retrosearch-tests-")  # short: Ray's socket paths must stay short
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = folder
+    yield folder
+    if saved is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

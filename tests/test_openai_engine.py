@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from commands import ENV, revise_command
+from commands import command_env, revise_command
 from servers import FaultProxy, OrganismServer
 
 from retrosearch.engines import EngineConfig, load_engine
@@ -78,8 +78,12 @@ def test_revise_through_transformers_serve(server, teacher_file, tmp_path):
     )
     rows = rows_of(tmp_path / "run")
     assert [row["id"] for row in rows] == input_ids(teacher_file, 40)
-    assert summary["errors"] == 0 and summary["revised"] >= 1  # about 12 of the 40 teacher traces are correct ones
-    assert summary["engine_calls"] > summary["engine_requests"]  # masked starts went token by token
+    # which rows are searched does not depend on sampling: the same 12 as in process (test_revise)
+    assert summary["skipped"] == {"incorrect original answer": 28} and summary["revised"] + summary["unchanged"] == 12
+    assert summary["errors"] == 0 and summary["revised"] >= 1  # the server seeds one global generator: no exact count
+    # counted for this run alone (6 requests came before it): masked starts went token by token
+    assert summary["rollouts"] <= summary["engine_requests"] <= 2 * summary["rollouts"]
+    assert summary["engine_calls"] > summary["engine_requests"]
     for row in rows:
         if row["status"] == "revised":
             assert parse(row["revised"]).finished and row["tokens_after"] < row["tokens_before"]
@@ -107,7 +111,7 @@ def test_server_killed_and_restarted_mid_run_loses_nothing(teacher_file, tmp_pat
     command += ["--base-url", server.url, "--ban-method", "generation_config", "--retries", "12"]
     process = subprocess.Popen(
         command,
-        env=ENV,
+        env=command_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

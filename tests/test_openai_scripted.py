@@ -12,7 +12,7 @@ from scripted import Script, WordTokenizer
 from retrosearch.engines import EngineConfig, load_engine
 from retrosearch.engines.base import Request
 from retrosearch.engines.openai_engine import OpenAIEngine
-from retrosearch.engines.streaming import MASKED, ServerError
+from retrosearch.engines.streaming import MASKED, ServerError, _mix
 from retrosearch.organism import checkpoint_path
 
 PROMPT = "Q: find x.\n\n"
@@ -155,7 +155,7 @@ def test_reject_resamples_whole_requests_without_masks():
     engine, server = engine_with(script, ban_method="reject")
     completion = complete(engine, banned_starts=("Wait",))
     assert completion.text == "So x is 4." and engine.counts["rejected_starts"] == 1
-    assert [body["seed"] for body in server.bodies][0] == 3 and len(server.bodies) == 2
+    assert [body["seed"] for body in server.bodies] == [3, _mix(3, 1)]
     assert all("logit_bias" not in body and "generation_config" not in body for body in server.bodies)
 
 

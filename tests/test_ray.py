@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from commands import ENV, revise_command
+from commands import command_env, revise_command
 
 pytest.importorskip("ray.data", reason="`revise --ray` needs ray[data] (in the dev extras)")
 
@@ -20,11 +20,11 @@ def actor_pids() -> list[int]:
 def test_ray_replicas_write_the_single_process_rows_even_when_an_actor_dies(teacher_file, tmp_path):
     command = revise_command(teacher_file, "--concurrency", "4", "--device", "cpu")
 
-    subprocess.run([*command, "--output", str(tmp_path / "here")], check=True, env=ENV, capture_output=True)
+    subprocess.run([*command, "--output", str(tmp_path / "here")], check=True, env=command_env(), capture_output=True)
     output = tmp_path / "ray" / "revised.jsonl"
     process = subprocess.Popen(
         [*command, "--output", str(tmp_path / "ray"), "--ray", "--replicas", "2"],
-        env=ENV,
+        env=command_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

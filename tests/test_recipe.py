@@ -25,7 +25,7 @@ table: [eval-revised]
 """
 
 
-def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys):
+def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys, monkeypatch):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY.format(output=tmp_path / "run"))
     assert main(["run", str(recipe)]) == 0
@@ -33,5 +33,26 @@ def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys):
     assert table.splitlines()[-1].startswith("| eval-revised | ")
     summary = json.loads((tmp_path / "run" / "recipe_summary.json").read_text())
     assert set(summary["stage_seconds"]) == {"generate", "revise", "shortest", "sft-revised", "eval-revised"}
+    products = {
+        path: (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in (tmp_path / "run").rglob("*")
+        if path.is_file() and path.suffix in (".jsonl", ".safetensors")
+    }
+    assert {path.name for path in products} >= {"samples.jsonl", "revised.jsonl", "model.safetensors"}
+
+    def no_more_work(*args, **kwargs):
+        raise AssertionError("a finished stage was run again")
+
+    from transformers import Trainer
+
+    from retrosearch.engines.transformers_engine import TransformersEngine
+
+    monkeypatch.setattr(TransformersEngine, "generate", no_more_work)
+    monkeypatch.setattr(TransformersEngine, "run_batch", no_more_work)
+    monkeypatch.setattr(Trainer, "train", no_more_work)
     assert main(["run", str(recipe)]) == 0  # everything finished: the rerun only reads results
     assert capsys.readouterr().out.splitlines()[-1] == table.splitlines()[-1]
+    for path, (content, modified) in products.items():
+        assert path.read_bytes() == content, path
+        if path.name in ("samples.jsonl", "revised.jsonl", "model.safetensors"):  # work, not derived files
+            assert path.stat().st_mtime_ns == modified, path

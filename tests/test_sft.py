@@ -1,6 +1,8 @@
 import pytest
+import torch
 
 from retrosearch.data import DataError
+from retrosearch.organism import checkpoint_path
 from retrosearch.organism.export import export_teacher
 from retrosearch.sft import SFTRunConfig, build_trainer, sft, training_pairs
 
@@ -52,15 +54,49 @@ def test_training_runs_on_cpu_and_writes_a_loadable_student(teacher_file, tmp_pa
         max_length=1024,
         batch_size=8,
         epochs=1,
-        learning_rate=1e-3,
+        learning_rate=1e-2 if lora else 1e-3,  # two steps: LoRA needs the larger rate to move at all
         lora=lora,
         lora_rank=4,
         lora_alpha=8,
     )
     summary = sft(config)
     assert summary["steps"] == 2 and summary["kept"] == 16
-    assert AutoModelForCausalLM.from_pretrained(tmp_path / "final").config.model_type == "llama"
+    assert 0.0 < summary["train_loss"] < 10.0
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    base = AutoModelForCausalLM.from_pretrained(checkpoint_path())
+    assert student.config.model_type == "llama"
+    assert not [name for name in _saved_names(tmp_path / "final") if "lora" in name]  # merged, not adapters
+    assert _saved_names(tmp_path / "final") >= {name for name, _ in base.named_parameters()} - {"lm_head.weight"}
+    changed = {
+        name for name, weight in student.state_dict().items() if not torch.equal(weight, base.state_dict()[name])
+    }
+    assert any(".mlp." in name for name in changed) and any(".self_attn." in name for name in changed)
+    if lora:  # adapters sit on the linear layers only: embeddings and norms are the base's
+        assert not [name for name in changed if "embed_tokens" in name or "norm" in name]
+    # the student fits its training data better than the model it started from
+    assert _mean_loss(student, teacher_file) < _mean_loss(base, teacher_file)
     assert sft(config) == summary  # a finished run is not trained again
+
+
+def _saved_names(folder) -> set[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
+        return set(weights.keys())
+
+
+def _mean_loss(model, teacher_file) -> float:
+    tokenizer = _tokenizer()
+    pairs = training_pairs(SFTRunConfig(input=str(teacher_file), max_length=1024), tokenizer)[0]
+    losses = []
+    with torch.no_grad():  # on the completion only, as training counts it
+        for pair in pairs:
+            prompt = tokenizer(pair["prompt"], add_special_tokens=False)["input_ids"]
+            ids = tokenizer(pair["prompt"] + pair["completion"], return_tensors="pt", add_special_tokens=False)
+            labels = ids["input_ids"].clone()
+            labels[0, : len(prompt)] = -100
+            losses.append(model(**ids, labels=labels).loss.item())
+    return sum(losses) / len(losses)
 
 
 def _tokenizer():

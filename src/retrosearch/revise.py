@@ -276,6 +276,7 @@ def revise(
     run_facts = {**engine_facts, "input": config.input, "started": started_at}
     write_manifest(output, payload, digest, {**run_facts, "finished": None})
     concurrency = config.concurrency or 2 * engine_config.batch_size
+    counts_before = dict(getattr(engine, "counts", {}))  # an engine may have served other runs before
     try:
         if config.ray:
             stats = revise_on_ray(
@@ -296,7 +297,9 @@ def revise(
     rows = [row for row in read_jsonl(output / OUTPUT_FILE) if row["id"] in wanted]
     summary = summarize(rows, time.monotonic() - started)
     summary["resumed_samples"] = stats.skipped_existing
-    summary.update({f"engine_{name}": count for name, count in getattr(engine, "counts", {}).items()})
+    summary.update(
+        {f"engine_{name}": count - counts_before.get(name, 0) for name, count in getattr(engine, "counts", {}).items()}
+    )
     save_summary(output, summary)
     write_manifest(
         output,
