@@ -121,3 +121,16 @@ def test_the_progress_bar_counts_every_row_against_the_total(tmp_path, capsys):
     run([Item("a", 0.0), Item("b", 0.0), Item("c", 0.0)], path)
     bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert bar.startswith("test: 100%|") and "| 3/3 [" in bar and "sample/s]" in bar
+
+
+def test_a_torn_last_line_is_dropped_and_its_row_done_again(tmp_path):
+    path = tmp_path / "out.jsonl"
+    whole = '{"id": "a", "status": "ok"}\n{"id": "b", "status": "ok"}\n'
+    path.write_text(whole + '{"id": "c", "sta')  # killed in the middle of writing row c
+    appender = JsonlAppender(path)
+    assert appender.done == {"a", "b"}
+    appender.write({"id": "c", "status": "ok"})
+    appender.close()
+    assert path.read_text() == whole + '{"id": "c", "status": "ok"}\n'
+    JsonlAppender(path).close()  # a whole file is left as it is
+    assert path.read_text().count("\n") == 3
