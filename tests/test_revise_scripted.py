@@ -217,3 +217,18 @@ def test_hub_input_loads_the_named_split(tmp_path, scripted, monkeypatch):
     assert revise_cli("--input", "someone/traces", "--output", str(tmp_path / "t")) == 0
     assert asked[0] == ("someone/traces", "validation") and asked[-1] == ("someone/traces", "train")
     assert list(rows_of(tmp_path / "r")) == ["revised", "losing"]
+
+
+def test_an_answer_check_that_never_ends_skips_its_row_alone(tmp_path, scripted):
+    """Regression: a check past its deadline reset the shared checker, cancelled the others' checks, and the
+    CancelledError ended the run with a traceback and no rows."""
+    slow = "9^{9^{9^{9}}}"  # math-verify works on this for minutes
+    source = tmp_path / "in.jsonl"
+    rows = [{"id": n, "problem": f"p-{n}", "answer": "5", "response": t} for n, t in ROWS[:3]]
+    rows.insert(1, {"id": "slow", "problem": "p-slow", "answer": slow, "response": think("Try.", end=END)})
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "r")) == 0
+    written = rows_of(tmp_path / "r")
+    assert list(written) == ["revised", "slow", "losing", "straight"]
+    assert (written["slow"]["status"], written["slow"]["reason"]) == ("skipped", "answer check timed out after 5 s")
+    assert [written[n]["status"] for n in ("revised", "losing", "straight")] == ["revised", "unchanged", "unchanged"]

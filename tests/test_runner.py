@@ -134,3 +134,15 @@ def test_a_torn_last_line_is_dropped_and_its_row_done_again(tmp_path):
     assert path.read_text() == whole + '{"id": "c", "status": "ok"}\n'
     JsonlAppender(path).close()  # a whole file is left as it is
     assert path.read_text().count("\n") == 3
+
+
+def test_a_cancellation_from_inside_a_row_becomes_its_error_row(tmp_path):
+    async def work(item: Item) -> dict:
+        if item.id == "b":
+            raise asyncio.CancelledError("a future it awaited was cancelled")
+        return {"id": item.id, "status": "ok"}
+
+    run([Item("a", 0.0), Item("b", 0.0), Item("c", 0.0)], tmp_path / "out.jsonl", work=work)
+    rows = lines(tmp_path / "out.jsonl")
+    assert [row["status"] for row in rows] == ["ok", "error", "ok"]
+    assert rows[1]["reason"] == "CancelledError: a future it awaited was cancelled"

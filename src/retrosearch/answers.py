@@ -1,8 +1,11 @@
 """Final-answer extraction and checking against gold.
 
-Checking uses math-verify. Its own timeouts rely on signals, which only work in the main thread, so
-they are switched off and each check runs in a worker process with a hard deadline instead; the
-checker is safe to call from any thread. Plainly equal answers never reach the pool.
+Checking uses math-verify. Its own timeouts rely on signals, which only work in the main thread, so they
+are switched off and each check runs in a worker process of its own with a hard deadline instead: a
+worker takes one check at a time, the deadline counts from when it starts that check (not the wait for a
+free worker), and a check past its deadline ends only that worker, which is replaced; every other check
+goes on. The checker is safe to call from any thread. Plainly equal answers never reach a worker. A worker
+ends with the process that started it, whatever it is doing.
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing
+import os
+import queue
 import re
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 BOXED_COMMANDS = ("\\boxed", "\\fbox")
-ANSWER_PHRASE = re.compile(r"(?:final answer|the answer) is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.|$)", re.IGNORECASE)
+ANSWER_PHRASE = re.compile(r"(?:final answer|the answer) is:?", re.IGNORECASE)
+SENTENCE_END = re.compile(r"\.(?:\s|$)")
 
 
 def last_boxed(text: str) -> str | None:
@@ -39,12 +45,25 @@ def last_boxed(text: str) -> str | None:
 
 
 def extract_answer(text: str) -> str | None:
-    """The final answer of a response: the last boxed expression, else 'the answer is X'."""
+    """The final answer of a response: the last boxed expression, else the last 'the answer is X'."""
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
-    phrases = ANSWER_PHRASE.findall(text)
-    return phrases[-1].strip() if phrases else None
+    for phrase in reversed([match.end() for match in ANSWER_PHRASE.finditer(text)]):
+        answer = _phrase_answer(text, phrase)
+        if answer:
+            return answer
+    return None
+
+
+def _phrase_answer(text: str, start: int) -> str:
+    """What follows 'the answer is' on its line: inside $...$ if it opens with one, else up to the sentence's
+    end. Linear in the line's length (a backtracking pattern was quadratic on long runs of spaces)."""
+    line = text[start : text.find("\n", start) if "\n" in text[start:] else len(text)].strip()
+    if line.startswith("$"):
+        return line[1:].split("$", 1)[0].strip()
+    end = SENTENCE_END.search(line)
+    return (line[: end.start()] if end else line).split("$", 1)[0].strip()
 
 
 def _plain(answer: str) -> str:
@@ -71,54 +90,106 @@ def _verify(gold: str, predicted: str) -> bool:
     return bool(verify(gold_parsed, predicted_parsed, timeout_seconds=None))
 
 
+@dataclass(frozen=True)
+class Verdict:
+    correct: bool
+    reason: str = ""  # why a check could not decide: "timed out after 5 s", "checker crashed"
+
+
+def _serve(checks: Connection, owner: int) -> None:
+    """A worker: one check at a time from its pipe, until the pipe closes. On Linux the kernel also kills it
+    the moment its starter ends, even in the middle of a check that holds the interpreter for minutes."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != owner:  # it ended before the line above
+            return
+    while True:
+        try:
+            gold, predicted = checks.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            result = _verify(gold, predicted)
+        except Exception:
+            result = False
+        checks.send(result)
+
+
+# Workers are started from this one thread, which lives as long as the process: the kernel's death signal
+# follows the thread that started a worker, and a short-lived thread (asyncio.to_thread's) would take its
+# workers with it. Spawned, not forked: a forked worker would inherit the parent's sockets and keep, say,
+# a dead Ray actor's connection open, so that nobody notices the actor died.
+_starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-checker-starter")
+
+
+class _Worker:
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, os.getpid()), daemon=True)
+        _starter.submit(self.process.start).result()
+        child.close()  # the worker's end lives in the worker alone
+
+    def stop(self) -> None:
+        self.connection.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+
+
 class AnswerChecker:
-    """Thread-safe gold-vs-prediction check with a hard timeout per check."""
+    """Thread-safe gold-vs-prediction check with a hard timeout per check, each in its own worker."""
 
     def __init__(self, timeout_seconds: float = 5.0, workers: int = 1) -> None:
         self.timeout_seconds = timeout_seconds
         self.workers = workers
-        self._pool: ProcessPoolExecutor | None = None
+        self.timeouts = 0
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._started = 0
         self._lock = threading.Lock()
         atexit.register(self.close)
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def _take(self) -> _Worker:
         with self._lock:
-            if self._pool is None:
-                # forkserver, not fork: a forked checker would inherit the parent's sockets and keep, say,
-                # a dead Ray actor's connection open, so that nobody notices the actor died
-                context = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
-                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-            return self._pool
+            if self._idle.empty() and self._started < self.workers:
+                self._started += 1
+                return _Worker()
+        return self._idle.get()
 
-    def _reset(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                for process in list(getattr(self._pool, "_processes", {}).values()):
-                    process.kill()
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+    def check(self, gold: str | None, predicted: str | None) -> Verdict:
+        if gold is None or predicted is None or not _plain(gold) or not _plain(predicted):
+            return Verdict(False)  # an empty gold answer would otherwise match an empty prediction
+        if _plain(gold) == _plain(predicted):
+            return Verdict(True)
+        worker = self._take()
+        try:
+            worker.connection.send((gold, predicted))
+            if worker.connection.poll(self.timeout_seconds):
+                result = worker.connection.recv()
+                self._idle.put(worker)
+                worker = None
+                return Verdict(bool(result))
+            with self._lock:
+                self.timeouts += 1
+            return Verdict(False, f"answer check timed out after {self.timeout_seconds:g} s")
+        except (EOFError, OSError):
+            return Verdict(False, "answer checker crashed")
+        finally:
+            if worker is not None:  # timed out or crashed: replace it, the other workers go on
+                worker.stop()
+                self._idle.put(_Worker())
 
     def is_correct(self, gold: str | None, predicted: str | None) -> bool:
-        if gold is None or predicted is None or not _plain(gold) or not _plain(predicted):
-            return False  # an empty gold answer would otherwise match an empty prediction
-        if _plain(gold) == _plain(predicted):
-            return True
-        for _ in range(2):  # a pool broken by another check's timeout gets one more try
-            future = self._executor().submit(_verify, gold, predicted)
-            try:
-                return future.result(timeout=self.timeout_seconds)
-            except FutureTimeout:
-                self._reset()
-                return False
-            except BrokenProcessPool:
-                self._reset()
-        return False
+        return self.check(gold, predicted).correct
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+            while not self._idle.empty():
+                self._idle.get_nowait().stop()
+            self._started = 0
 
 
 _default: AnswerChecker | None = None

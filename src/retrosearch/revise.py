@@ -8,12 +8,12 @@ import json
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.answers import default_checker, extract_answer
+from retrosearch.answers import Verdict, default_checker, extract_answer
 from retrosearch.data import (
     FieldMap,
     JsonlAppender,
@@ -68,16 +68,24 @@ class ReviseConfig:
 class Reviser:
     """Turns one sample into one output row."""
 
-    def __init__(self, engine: Engine, search: RetroSearch, config: ReviseConfig) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        search: RetroSearch,
+        config: ReviseConfig,
+        check: Callable[[str | None, str | None], Verdict] | None = None,
+    ) -> None:
         self.engine = engine
         self.search = search
         self.config = config
+        self.check = check or (lambda gold, answer: Verdict(search.is_correct(gold, answer)))
         self.accepted = 0
 
     @classmethod
     def on(cls, engine: Engine, search: RetroSearchConfig, config: ReviseConfig) -> Reviser:
         """Retro-Search with `search` on `engine`, answers checked by the default checker."""
-        return cls(engine, RetroSearch(engine, default_checker().is_correct, search), config)
+        checker = default_checker()
+        return cls(engine, RetroSearch(engine, checker.is_correct, search), config, checker.check)
 
     def _stats(self, text: str, suffix: str) -> dict[str, Any]:
         trace = parse(text)
@@ -117,9 +125,9 @@ class Reviser:
         answer = extract_answer(trace.solution)
         if answer is None:
             return "no final answer"
-        correct = await asyncio.to_thread(self.search.is_correct, sample.gold, answer)
-        if not correct:
-            return "incorrect original answer"
+        verdict = await asyncio.to_thread(self.check, sample.gold, answer)
+        if not verdict.correct:
+            return verdict.reason or "incorrect original answer"  # a check that timed out says so
         limit = self.config.max_input_tokens
         if limit is not None and row["tokens_before"] > limit:
             return "too long"

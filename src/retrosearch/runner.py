@@ -31,6 +31,11 @@ async def row_or_error(work: Callable[[Any], Awaitable[dict[str, Any]]], item: H
     """The item's output row; an exception becomes an error row, so one bad sample never stops a run."""
     try:
         return await work(item)
+    except asyncio.CancelledError as error:
+        task = asyncio.current_task()
+        if task is None or getattr(task, "cancelling", lambda: 1)():  # the run itself is being cancelled
+            raise
+        return {"id": item.id, "status": "error", "reason": f"CancelledError: {error}"}
     except Exception as error:
         return {"id": item.id, "status": "error", "reason": f"{type(error).__name__}: {error}"}
 
