@@ -61,6 +61,8 @@ class KeywordLover(torch.nn.Module):
                 self.start[ids[0]] = 12.0
                 for previous, following in itertools.pairwise(ids):
                     self.follow[previous, following] = 30.0
+                for boundary in (",", " the"):  # a whole word: what the parser counts as a switch
+                    self.follow[ids[-1], tokenizer(boundary, add_special_tokens=False)["input_ids"][0]] = 30.0
 
     def forward(self, input_ids, cache=None, **kwargs):
         output = self.inner(input_ids=input_ids, past_key_values=cache, **kwargs)

@@ -155,3 +155,12 @@ def test_a_record_round_trips_to_its_own_layout(layout, think, other):
     replaced = to_sample(record_of(layout, other), "f.jsonl:1", FieldMap(), 1)
     written = with_response(sample, replaced.response)
     assert to_sample(written, "f.jsonl:1", FieldMap(), 1).response == replaced.response
+
+
+@SETTINGS
+@given(step)
+def test_the_start_ban_and_the_switch_matcher_follow_one_rule(text):
+    from retrosearch.engines.banning import StartBan
+    from retrosearch.trace import DEFAULT_KEYWORDS
+
+    assert StartBan((), DEFAULT_KEYWORDS).violates(text) == (KeywordMatcher().match(text) is not None)

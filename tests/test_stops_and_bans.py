@@ -75,7 +75,10 @@ def test_start_ban_tracks_multi_token_and_whitespace_variants():
     assert ban.state("ok then") is None
     assert ban.state("Waiting") is None  # past every banned word: the start is decided
     assert ban.state("wait") == "wait"
-    assert banned("wait") == set(texts)  # after a whole banned word, every token would complete it
+    # only a token that goes on into a longer word ("it" -> "waitit") leaves a whole banned word unbanned
+    assert banned("wait") == {"\n", " ", "**", " Wait", " wait"}
+    pieces = ["t", "ting", "t,", "tress"]
+    assert {pieces[i] for i in StartBan(pieces, ["Wait"]).banned_ids("wai")} == {"t", "t,"}
 
 
 def test_violates_reads_the_start_as_the_trace_parser_does():
@@ -86,6 +89,8 @@ def test_violates_reads_the_start_as_the_trace_parser_does():
     assert not ban.violates("So wait")
     assert not ban.violates("")
     assert not ban.violates("Wai")
+    assert not ban.violates("Waiting, then")  # the parser counts no switch here: neither does the ban
+    assert ban.violates("Wait")
     assert not StartBan((), []).violates("Wait")
 
 

@@ -155,3 +155,9 @@ def test_reject_gives_up_after_its_attempts():
     assert completion == Completion("", (), "banned")
     assert engine.counts["rejected_starts"] == 3 and engine.counts["banned"] == 1
     assert [len(call.text_before) for _, call in engine.calls] == [0, 0, 0]
+
+
+def test_reject_lets_a_longer_word_through_on_the_first_attempt():
+    engine = ScriptedStream(Script().after(PROMPT, "Waiting is fine."), ban_method="reject")
+    completion = complete(engine, banned_starts=("Wait",))
+    assert completion.text == "Waiting is fine." and engine.counts["rejected_starts"] == 0

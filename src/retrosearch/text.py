@@ -9,3 +9,11 @@ LEADING_NOISE = " \t\r\n*_#>`"
 def normalize_start(text: str) -> str:
     """The start of a step as keyword matching sees it: leading noise dropped, lower case."""
     return text.lstrip(LEADING_NOISE).lower()
+
+
+def opens_with(start: str, keyword: str) -> bool:
+    """Whether a normalized start opens with a lower-case keyword as a whole word ("wait," yes, "waiting" no).
+
+    The one rule for both the switch matcher (a step that opens so is a thought switch) and the start ban
+    (a token may not make a completion open so; it may carry the word on into a longer one)."""
+    return start.startswith(keyword) and not start[len(keyword) : len(keyword) + 1].isalnum()

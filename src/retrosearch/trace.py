@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from retrosearch.text import normalize_start
+from retrosearch.text import normalize_start, opens_with
 
 SEPARATOR = "\n\n"
 DEFAULT_KEYWORDS = (
@@ -54,13 +54,10 @@ class KeywordMatcher:
     def match(self, step: str) -> str | None:
         """The keyword that opens `step` (whole word, case-insensitive), if any."""
         start = normalize_start(step)
-        for keyword in sorted(self.keywords, key=len, reverse=True):
-            lowered = keyword.lower()
-            if start.startswith(lowered):
-                rest = start[len(lowered) :]
-                if not rest or not rest[0].isalnum():
-                    return keyword
-        return None
+        return next(
+            (keyword for keyword in sorted(self.keywords, key=len, reverse=True) if opens_with(start, keyword.lower())),
+            None,
+        )
 
 
 @dataclass

@@ -2,16 +2,17 @@
 
 Banning single token ids misses multi-token spellings ("Alter" + "natively"), leading-space and
 newline variants, and case variants. Instead the completion's start is tracked as text: while it
-is still a (case-insensitive) prefix of some banned word, every token whose text would complete a
-banned word is masked. A token that only extends the prefix stays allowed; the next step checks
-again. Leading whitespace and markdown before the word are skipped, as the trace parser does.
+is still a (case-insensitive) prefix of some banned word, every token whose text would make it open
+with a banned word as a whole word is masked (the trace parser's rule, `text.opens_with`: "Wait" and
+"Wait," are banned, "Waiting" is not). A token that only extends the prefix stays allowed; the next
+step checks again. Leading whitespace and markdown before the word are skipped, as the parser does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from retrosearch.text import normalize_start
+from retrosearch.text import normalize_start, opens_with
 
 
 def token_texts(tokenizer) -> list[str]:
@@ -50,7 +51,7 @@ class StartBan:
         return self._masks[state]
 
     def _completes_word(self, start: str) -> bool:
-        return bool(start) and any(start.startswith(word) for word in self.words)
+        return any(opens_with(start, word) for word in self.words)
 
     def violates(self, completion_text: str) -> bool:
         """True if a finished completion starts with a banned word (for checks and tests)."""
