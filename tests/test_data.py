@@ -78,3 +78,47 @@ def test_parquet_input_and_inspect_figures(tmp_path, shared_traces, capsys):
     ):
         assert jsonl_figures[key] == parquet_figures[key]
     assert jsonl_figures["switches_mean"] > 1 and jsonl_figures["switches_per_keyword"]["Wait"] > 0
+
+
+def test_a_byte_order_mark_is_read_and_bad_bytes_get_one_line(tmp_path, capsys):
+    row = {"id": "a", "problem": "p", "answer": "2", "response": "<think>\nx\n</think>\n\n\\boxed{2}"}
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + (json.dumps(row) + "\n").encode())
+    assert [s.id for s in read_samples(str(bom))] == ["a"]
+    listed = tmp_path / "bom.json"
+    listed.write_bytes(b"\xef\xbb\xbf" + json.dumps([row]).encode())
+    assert [s.id for s in read_samples(str(listed))] == ["a"]
+    broken = tmp_path / "latin1.jsonl"
+    broken.write_bytes((json.dumps(row) + "\n").encode() + b'{"id": "b", "problem": "caf\xe9"}\n')
+    assert main(["revise", "--input", str(broken), "--output", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"retrosearch: error: {broken}:2: not UTF-8 (byte 28 of the line); re-encode the file as UTF-8"
+    assert not (tmp_path / "out").exists()
+
+
+def test_s1k_write_back_when_the_reasoning_closes_without_a_newline():
+    record = {"id": "s", "question": "p", "answer": "2", "thinking_trajectories": ["a\n\nb"], "attempt": "\\boxed{2}"}
+    sample = read_one(record)
+    assert with_response(sample, sample.response) == record
+    written = with_response(sample, "<think>\na\n\nc</think>\n\n\\boxed{2} done")
+    assert written["thinking_trajectories"] == ["a\n\nc"] and written["attempt"] == "\\boxed{2} done"
+    unclosed = with_response(sample, "<think>\na\n\nc")
+    assert unclosed["thinking_trajectories"] == ["a\n\nc"] and unclosed["attempt"] == ""
+
+
+def test_a_corrupt_line_in_an_existing_output_gets_one_line(tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": "a", "problem": "p", "answer": "2", "response": "x \\boxed{3}"}) + "\n")
+    out = tmp_path / "out"
+    assert main(["revise", "--input", str(source), "--output", str(out)]) == 0
+    (out / "revised.jsonl").write_text('garbage\n{"id": "a"}\n')
+    assert main(["revise", "--input", str(source), "--output", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "revised.jsonl:1: this output line is not a row of ours; remove or fix it, or start afresh with --overwrite"
+    )
+
+
+def read_one(record: dict):
+    from retrosearch.data import to_sample
+
+    return to_sample(record, "f.jsonl:1", FieldMap(), 1)

@@ -6,6 +6,7 @@ one-line message naming file, line and field, before anything is written.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -153,8 +154,7 @@ def with_response(sample: Sample, response: str) -> dict[str, Any]:
                 break
         record[sample.trace_field] = turns
     elif sample.layout == "s1k":
-        thinking, _, attempt = response.partition("\n</think>\n\n")
-        thinking = thinking.removeprefix("<think>\n")
+        thinking, attempt = _split_s1k(response)
         original = record["thinking_trajectories"]
         record["thinking_trajectories"] = [thinking] if isinstance(original, list) else thinking
         record["attempt"] = attempt
@@ -163,6 +163,18 @@ def with_response(sample: Sample, response: str) -> dict[str, Any]:
         is_list = isinstance(original, list) and len(original) == 1
         record[sample.trace_field] = [response] if is_list else response
     return record
+
+
+def _split_s1k(response: str) -> tuple[str, str]:
+    """(thinking, attempt) of a response built as "<think>\\n{thinking}\\n</think>\\n\\n{attempt}", also when a
+    revision closed the reasoning without the newline before the marker."""
+    opened = response.find("<think>")
+    start = 0 if opened < 0 else opened + len("<think>")
+    close = response.find("</think>", start)
+    if close < 0:
+        return response[start:].removeprefix("\n"), ""
+    thinking = response[start:close].removeprefix("\n").removesuffix("\n")
+    return thinking, response[close + len("</think>") :].removeprefix("\n\n")
 
 
 def read_records(path: str) -> Iterator[tuple[dict, str]]:
@@ -183,7 +195,7 @@ def read_records(path: str) -> Iterator[tuple[dict, str]]:
         return
     if local.suffix == ".json":
         try:
-            records = json.loads(local.read_text())
+            records = json.loads(_utf8(local.read_bytes(), path, "the file"))
         except json.JSONDecodeError as error:
             raise DataError(f"{path}:{error.lineno}: broken JSON ({error.msg})") from None
         if not isinstance(records, list):
@@ -193,14 +205,23 @@ def read_records(path: str) -> Iterator[tuple[dict, str]]:
         return
     if local.suffix not in (".jsonl", ".ndjson"):
         raise DataError(f"{path}: unknown format '{local.suffix}'; use .jsonl, .json or .parquet")
-    with open(local, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(local, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = _utf8(raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw, f"{path}:{number}", "the line")
             if not line.strip():
                 continue
             try:
                 yield json.loads(line), f"{path}:{number}"
             except json.JSONDecodeError as error:
                 raise DataError(f"{path}:{number}: broken JSON line ({error.msg}); fix or remove it") from None
+
+
+def _utf8(data: bytes, where: str, what: str) -> str:
+    """Text of UTF-8 bytes (a byte-order mark dropped), or one line saying where they are not UTF-8."""
+    try:
+        return data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{where}: not UTF-8 (byte {error.start + 1} of {what}); re-encode the file as UTF-8") from None
 
 
 def _looks_like_hub_id(path: str) -> bool:
@@ -258,9 +279,15 @@ class JsonlAppender:
         self._drop_torn_tail()
         self.done: set[str] = set()
         if path.exists():
-            with open(path, encoding="utf-8") as handle:
-                for line in handle:
-                    self.done.add(json.loads(line)["id"])
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                for number, line in enumerate(handle, start=1):
+                    try:
+                        self.done.add(json.loads(line)["id"])
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise DataError(
+                            f"{path}:{number}: this output line is not a row of ours; "
+                            "remove or fix it, or start afresh with --overwrite"
+                        ) from None
         self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the run, closed by close()
 
     def _drop_torn_tail(self) -> None:
