@@ -113,7 +113,8 @@ def test_a_corrupt_line_in_an_existing_output_gets_one_line(tmp_path, capsys):
     assert main(["revise", "--input", str(source), "--output", str(out)]) == 0
     (out / "revised.jsonl").write_text('garbage\n{"id": "a"}\n')
     assert main(["revise", "--input", str(source), "--output", str(out)]) == 2
-    assert capsys.readouterr().err.strip().endswith(
+    error = capsys.readouterr().err.strip()
+    assert error.endswith(
         "revised.jsonl:1: this output line is not a row of ours; remove or fix it, or start afresh with --overwrite"
     )
 

@@ -42,6 +42,16 @@ def test_limit_end_is_the_end_of_the_counted_occurrence_before_until():
     assert limit_end("x\n\n</think>\n\n</think>", ("\n\n", 2, "</think>")) is None  # only before the first
 
 
+def test_limit_end_counts_again_only_when_a_new_needle_arrived():
+    limit = ("\n\n", 2, "</think>")
+    assert limit_end("a\n\nb\n\nc", limit, scan_from=6) is None  # both seen before: no new one
+    assert limit_end("a\n\nbc\n\n", limit, scan_from=6) == 7  # the second one straddles the offset
+    assert limit_end("a\n\nbc\n\nd", limit, scan_from=5) == 7  # it lies wholly after the offset
+    assert limit_end("a\n\nbc\n", limit, scan_from=5) is None
+    assert limit_end("a\n\nb</think>c\n\n", limit, scan_from=9) is None  # a new one after `until` does not count
+    assert limit_end("a\n\nb\n\n", limit, scan_from=0) == 6
+
+
 def test_finish_prefers_a_stop_string_to_a_limit():
     request = Request(prompt_ids=(1,), max_new_tokens=5, stop=("END",), occurrence_limit=("\n\n", 1, None))
     assert finish(request, "ab END cd\n\n") == ("stop", 6)

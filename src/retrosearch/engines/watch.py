@@ -19,11 +19,16 @@ def stop_end(text: str, stops: tuple[str, ...], scan_from: int = 0) -> int | Non
     return min(ends) if ends else None
 
 
-def limit_end(text: str, limit: tuple[str, int, str | None] | None) -> int | None:
-    """End of the `count`-th `needle` before the first `until`, or None while the limit is not reached."""
+def limit_end(text: str, limit: tuple[str, int, str | None] | None, scan_from: int = 0) -> int | None:
+    """End of the `count`-th `needle` before the first `until`, or None while the limit is not reached.
+
+    With `scan_from` (how much of the text an earlier call saw, unreached), the text is counted again only
+    when a new `needle` has appeared since: checking at every token stays linear in the text's length."""
     if limit is None:
         return None
     needle, count, until = limit
+    if scan_from and text.find(needle, max(0, scan_from - len(needle) + 1)) < 0:
+        return None
     counted = text if until is None else text.partition(until)[0]
     if counted.count(needle) < count:
         return None
@@ -38,7 +43,7 @@ def finish(request: Request, text: str, scan_from: int = 0) -> tuple[str, int] |
     end = stop_end(text, request.stop, scan_from)
     if end is not None:
         return "stop", end
-    end = limit_end(text, request.occurrence_limit)
+    end = limit_end(text, request.occurrence_limit, scan_from)
     if end is not None:
         return "limit", end
     return None
