@@ -93,3 +93,24 @@ def test_eval_on_the_organism_writes_samples_summary_and_table(tmp_path, organis
 def test_recipes_validate_without_loading_a_model(recipe):
     plan = run_recipe(str(Path(__file__).parents[1] / recipe), dry_run=True)
     assert "retrosearch eval" in plan and "retrosearch sft" in plan
+
+
+def test_failed_samples_are_counted_not_scored():
+    from retrosearch.evaluate import summarize_samples
+
+    rows = [
+        {"id": "p1#0", "problem_id": "p1", "correct": True, "tokens": 10, "switches": 1},
+        {"id": "p1#1", "status": "error", "reason": "ServerError: gave up"},
+        {"id": "p2#0", "problem_id": "p2", "correct": False, "tokens": 20, "switches": 3, "truncated": True},
+    ]
+    summary = summarize_samples(rows, 2)
+    assert summary == {
+        "problems": 2,
+        "samples": 2,
+        "accuracy": 0.5,
+        "pass@k": 0.5,
+        "tokens_mean": 15.0,
+        "switches_mean": 2.0,
+        "truncated": 1,
+        "failed_samples": 1,
+    }

@@ -71,7 +71,9 @@ def rows_of(folder: Path) -> dict[str, dict]:
 def test_every_status_and_reason_and_the_summary_values(tmp_path, scripted, capsys):
     source = write_rows(tmp_path / "in.jsonl")
     out = tmp_path / "run"
-    assert revise_cli("--input", str(source), "--output", str(out)) == 0
+    assert revise_cli("--input", str(source), "--output", str(out)) == 3  # a row failed: not a clean exit
+    printed = capsys.readouterr()
+    assert "1 row(s) failed" in printed.err and "retrosearch revise" in printed.out  # and the final table
     rows = rows_of(out)
     assert list(rows) == [name for name, _ in ROWS]
     statuses = {name: (row["status"], row["reason"]) for name, row in rows.items()}
@@ -110,6 +112,7 @@ def test_every_status_and_reason_and_the_summary_values(tmp_path, scripted, caps
         "unchanged": 2,
         "skipped": {"incorrect original answer": 1, "unfinished reasoning": 1, "no final answer": 1},
         "errors": 1,
+        "error_ids": ["unscripted"],
         "accepted_revisions": 1,
         "tokens_before_mean": statistics.fmean(r["tokens_before"] for r in searched),
         "tokens_after_mean": statistics.fmean(r["tokens_after"] for r in searched),
@@ -126,7 +129,20 @@ def test_every_status_and_reason_and_the_summary_values(tmp_path, scripted, caps
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"samples": 7, "revised": 1, "errors": 1}
     assert manifest["model"] == "scripted" and manifest["finished"] >= manifest["started"]
-    assert "retrosearch revise" in capsys.readouterr().out  # the final table
+
+    # the rerun tries the failed row again (the script now covers it) and leaves every other row as it was
+    unscripted = parse(ROWS[-1][1])
+    scripted.script.after(CHAT.format("p-unscripted") + unscripted.prefix(1), "So 9." + END.replace("5", "9"))
+    asked = len(scripted.seen)
+    assert revise_cli("--input", str(source), "--output", str(out)) == 0
+    again = rows_of(out)
+    assert list(again) == list(rows) and len((out / "revised.jsonl").read_text().splitlines()) == 7
+    assert again["unscripted"]["status"] == "unchanged" and len(scripted.seen) == asked + 2  # one rollout, two phases
+    assert {name: again[name] for name in rows if name != "unscripted"} == {
+        name: row for name, row in rows.items() if name != "unscripted"
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["errors"] == 0 and summary["error_ids"] == [] and summary["resumed_samples"] == 6
 
 
 def test_a_rerun_resumes_and_overwrite_starts_afresh(tmp_path, scripted, capsys):

@@ -1,5 +1,6 @@
-"""The runner: rows in input order whatever order they finish in, at most `concurrency` in flight, an
-exception becomes that row's error row, rows finished by an earlier run are skipped."""
+"""The runner: a row is on disk the moment it finishes, at most `concurrency` are in flight, an exception
+becomes that row's error row, rows finished by an earlier run are skipped and its error rows tried again;
+`write_in_order` puts the file in input order at the end."""
 
 import asyncio
 import json
@@ -7,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from retrosearch.data import JsonlAppender
-from retrosearch.runner import run_ordered
+from retrosearch.data import JsonlAppender, write_in_order
+from retrosearch.runner import run_items
 
 
 @dataclass
@@ -37,16 +38,20 @@ def run(items, path, concurrency=3, work=None, postfix=None):
     appender = JsonlAppender(path)
     try:
         stats = asyncio.run(
-            run_ordered(iter(items), len(items), work or default_work, appender, concurrency, "test", postfix)
+            run_items(iter(items), len(items), work or default_work, appender, concurrency, "test", postfix)
         )
     finally:
         appender.close()
     return stats, peak
 
 
-def test_rows_are_written_in_input_order_with_bounded_concurrency(tmp_path):
-    items = [Item(f"r{i}", delay) for i, delay in enumerate([0.05, 0.0, 0.03, 0.0, 0.01, 0.0, 0.02])]
+def test_rows_reach_disk_as_they_finish_and_are_put_in_input_order_at_the_end(tmp_path):
+    items = [Item(f"r{i}", delay) for i, delay in enumerate([0.3, 0.0, 0.2, 0.0, 0.1, 0.0, 0.05])]
     stats, peak = run(items, tmp_path / "out.jsonl", concurrency=3)
+    finished = [row["id"] for row in lines(tmp_path / "out.jsonl")]
+    assert finished[:2] == ["r1", "r3"] and finished.index("r0") > finished.index("r4")  # a slow row held none back
+    assert sorted(finished) == sorted(item.id for item in items)
+    write_in_order(tmp_path / "out.jsonl", [item.id for item in items])
     assert [row["id"] for row in lines(tmp_path / "out.jsonl")] == [item.id for item in items]
     assert peak == 3
     assert stats.skipped_existing == 0
@@ -62,9 +67,28 @@ def test_an_exception_becomes_an_error_row_and_the_run_goes_on(tmp_path):
     items = [Item("a", 0.0), Item("bad", 0.0), Item("c", 0.0)]
     run(items, tmp_path / "out.jsonl")
     rows = lines(tmp_path / "out.jsonl")
-    assert rows == [
+    assert sorted(rows, key=lambda row: row["id"]) == [
         {"id": "a", "status": "ok"},
         {"id": "bad", "status": "error", "reason": "ValueError: broken sample"},
+        {"id": "c", "status": "ok"},
+    ]
+
+
+def test_a_rerun_tries_error_rows_again_and_the_new_row_replaces_the_old(tmp_path):
+    path = tmp_path / "out.jsonl"
+    run([Item("a", 0.0), Item("bad", 0.0), Item("c", 0.0)], path)
+    seen: list[str] = []
+
+    async def work(item: Item) -> dict:
+        seen.append(item.id)
+        return {"id": item.id, "status": "ok", "again": True}
+
+    stats, _ = run([Item("a", 0.0), Item("bad", 0.0), Item("c", 0.0)], path, work=work)
+    assert seen == ["bad"] and stats.skipped_existing == 2
+    write_in_order(path, ["a", "bad", "c"])
+    assert lines(path) == [
+        {"id": "a", "status": "ok"},
+        {"id": "bad", "status": "ok", "again": True},
         {"id": "c", "status": "ok"},
     ]
 
@@ -101,7 +125,7 @@ def test_a_cancelled_run_writes_no_unfinished_row(tmp_path):
     async def main():
         appender = JsonlAppender(path)
         task = asyncio.create_task(
-            run_ordered(iter([Item("a", 0), Item("slow", 0), Item("c", 0)]), 3, work, appender, 3, "t")
+            run_items(iter([Item("a", 0), Item("slow", 0), Item("c", 0)]), 3, work, appender, 3, "t")
         )
         await asyncio.sleep(0.05)
         task.cancel()
@@ -110,8 +134,7 @@ def test_a_cancelled_run_writes_no_unfinished_row(tmp_path):
         appender.close()
 
     asyncio.run(main())
-    ids = [row["id"] for row in lines(path)]
-    assert "a" in ids and "slow" not in ids
+    assert sorted(row["id"] for row in lines(path)) == ["a", "c"]  # every finished row kept, the unfinished not
 
 
 def test_the_progress_bar_counts_every_row_against_the_total(tmp_path, capsys):
@@ -144,5 +167,28 @@ def test_a_cancellation_from_inside_a_row_becomes_its_error_row(tmp_path):
 
     run([Item("a", 0.0), Item("b", 0.0), Item("c", 0.0)], tmp_path / "out.jsonl", work=work)
     rows = lines(tmp_path / "out.jsonl")
-    assert [row["status"] for row in rows] == ["ok", "error", "ok"]
-    assert rows[1]["reason"] == "CancelledError: a future it awaited was cancelled"
+    assert {row["id"]: row["status"] for row in rows} == {"a": "ok", "b": "error", "c": "ok"}
+    assert (
+        next(row for row in rows if row["id"] == "b")["reason"] == "CancelledError: a future it awaited was cancelled"
+    )
+
+
+def test_write_in_order_keeps_each_ids_last_row_and_rows_of_other_ids(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(row, ensure_ascii=False) + "\n"
+            for row in [
+                {"id": "c", "v": 1},
+                {"id": "a", "v": "é"},
+                {"id": "x", "v": 0},
+                {"id": "c", "v": 2},
+                {"id": "b", "v": 3},
+            ]
+        )
+    )
+    write_in_order(path, iter(["a", "b", "c", "missing"]))
+    assert lines(path) == [{"id": "a", "v": "é"}, {"id": "b", "v": 3}, {"id": "c", "v": 2}, {"id": "x", "v": 0}]
+    assert not (tmp_path / "out.jsonl.tmp").exists()
+    write_in_order(tmp_path / "absent.jsonl", ["a"])
+    assert not (tmp_path / "absent.jsonl").exists()

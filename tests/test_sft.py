@@ -134,3 +134,16 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(teacher_file, tmp_p
     resumed = sft(config)
     assert resumed["steps"] == 4 and len(steps_run) == 1
     assert (tmp_path / "final" / "config.json").exists()
+
+
+def test_failed_rows_are_left_out_and_counted(teacher_file, tmp_path):
+    lines = teacher_file.read_text().splitlines()
+    mixed = tmp_path / "mixed.jsonl"
+    failed = '{"id": "x", "status": "error", "reason": "ServerError: gave up after 8 retries"}'
+    mixed.write_text("\n".join([lines[0], failed, *lines[1:4]]) + "\n")
+    pairs, counts = training_pairs(SFTRunConfig(input=str(mixed), max_length=10_000), _tokenizer())
+    assert len(pairs) == 4 and counts["left_out_failed"] == 1 and counts["rows"] == 4
+    only_failed = tmp_path / "failed.jsonl"
+    only_failed.write_text(failed + "\n")
+    with pytest.raises(DataError, match=r"no samples found \(1 failed rows left out\)"):
+        training_pairs(SFTRunConfig(input=str(only_failed)), _tokenizer())

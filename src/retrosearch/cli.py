@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 STAGE_COMMANDS = ("generate", "revise", "select", "sft", "eval")
+EXIT_ROW_ERRORS = 3  # the run finished, but some rows failed: 2 is bad input, 130 an interruption
 HELP = {
     "input": "traces: JSONL, JSON, Parquet or a Hugging Face dataset id (name or name:split)",
     "output": "run folder (rerunning the same command resumes it)",
@@ -173,6 +174,13 @@ def _run(args: argparse.Namespace) -> int:
         result = run_stage(args.command, configs.merged_options(args, getattr(args, "config", None)))
         if args.command in ("select", "sft"):
             print(json.dumps({key: value for key, value in result.items() if key != "config"}))
+        if result.get("errors"):
+            print(
+                f"retrosearch: {result['errors']} row(s) failed (status 'error', with the reason in the output); "
+                "rerun the same command to try them again",
+                file=sys.stderr,
+            )
+            return EXIT_ROW_ERRORS
         return 0
     if args.command == "merge":
         from retrosearch.revise import merge

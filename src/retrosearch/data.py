@@ -269,7 +269,8 @@ def read_samples(path: str, fields: FieldMap = FieldMap(), limit: int | None = N
 
 
 class JsonlAppender:
-    """Append-only JSONL keyed by id: rerunning skips what is already there."""
+    """Append-only JSONL keyed by id: rerunning skips the ids already finished. A row that is an error is
+    not finished: a rerun tries it again, and its new row supersedes it (see `write_in_order`)."""
 
     def __init__(self, path: Path, overwrite: bool = False) -> None:
         self.path = path
@@ -279,15 +280,11 @@ class JsonlAppender:
         self._drop_torn_tail()
         self.done: set[str] = set()
         if path.exists():
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                for number, line in enumerate(handle, start=1):
-                    try:
-                        self.done.add(json.loads(line)["id"])
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        raise DataError(
-                            f"{path}:{number}: this output line is not a row of ours; "
-                            "remove or fix it, or start afresh with --overwrite"
-                        ) from None
+            for _, row in _indexed_rows(path):
+                if row.get("status") == "error":
+                    self.done.discard(row["id"])
+                else:
+                    self.done.add(row["id"])
         self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the run, closed by close()
 
     def _drop_torn_tail(self) -> None:
@@ -302,10 +299,49 @@ class JsonlAppender:
     def write(self, row: dict[str, Any]) -> None:
         self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._handle.flush()
-        self.done.add(row["id"])
+        if row.get("status") != "error":
+            self.done.add(row["id"])
 
     def close(self) -> None:
         self._handle.close()
+
+
+def _indexed_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(byte offset, row) of each line of an output file; a line that is no row of ours stops with one line."""
+    offset = 0
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                row = None
+            if not isinstance(row, dict) or "id" not in row:
+                raise DataError(
+                    f"{path}:{number}: this output line is not a row of ours; "
+                    "remove or fix it, or start afresh with --overwrite"
+                )
+            yield offset, row
+            offset += len(raw)
+
+
+def write_in_order(path: Path, ids: Iterable[str]) -> None:
+    """Rewrite an output file in input order, each id once (its last row wins: a retried error is replaced),
+    whole-or-nothing. Rows are copied by offset, so memory holds offsets, not rows; rows of ids not listed
+    follow in file order."""
+    if not path.exists():
+        return
+    last: dict[str, int] = {}
+    for offset, row in _indexed_rows(path):
+        last.pop(row["id"], None)  # re-inserted: the dict's order is the order of each id's last row
+        last[row["id"]] = offset
+    wanted = list(dict.fromkeys(row_id for row_id in ids if row_id in last))
+    listed = set(wanted)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with open(path, "rb") as source, open(temporary, "wb") as target:
+        for row_id in [*wanted, *(row_id for row_id in last if row_id not in listed)]:
+            source.seek(last[row_id])
+            target.write(source.readline())
+    temporary.replace(path)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

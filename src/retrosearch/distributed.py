@@ -2,10 +2,11 @@
 
 The pending samples are read lazily and go, in blocks of `--concurrency`, to `--replicas` actors (each with
 `--gpus-per-replica` GPUs and its own engine); an actor revises a block with the same per-sample work as a
-single process, and the driver appends the rows in input order as blocks finish, so nothing waits for the
-whole dataset and a rerun resumes. Every sample's sampling depends only on its own seeds, so the rows are
-the ones a single process writes. An actor that dies is replaced and its block given out again; rows only
-reach the file from finished blocks, so nothing is lost or written twice.
+single process, and the driver appends a block's rows the moment it is back (the file is put in input order
+when the run ends), so nothing waits for the whole dataset or for a slow block, and a rerun resumes. Every
+sample's sampling depends only on its own seeds, so the rows are the ones a single process writes. An actor
+that dies is replaced and its block given out again; rows only reach the file from finished blocks, so nothing
+is lost or written twice.
 
 The pool is plain Ray actors rather than Ray Data's `map_batches` actor pool: with Ray 2.60, killing one
 of its actors left that actor's blocks pending until the 30-minute no-progress timeout (seen here), with
@@ -62,8 +63,8 @@ def revise_on_ray(
     block_size: int,
     max_replacements: int = 8,
 ) -> RunStats:
-    """Revise on `replicas` actors; blocks are read from `samples` only as actors free up, and rows are
-    written in input order as their blocks finish."""
+    """Revise on `replicas` actors; blocks are read from `samples` only as actors free up, and each block's
+    rows are written as it finishes."""
     import ray
 
     stats = RunStats()
@@ -112,8 +113,7 @@ def revise_on_ray(
 
     idle: list[Any] = []
     running: dict[Any, tuple[int, Any]] = {}  # future -> (block index, actor)
-    finished: dict[int, list[dict[str, Any]]] = {}
-    written, replaced = 0, 0
+    replaced = 0
     try:
         while True:
             while len(running) < replicas and (index := next_block_index()) is not None:
@@ -124,20 +124,19 @@ def revise_on_ray(
             (done,), _ = ray.wait(list(running), num_returns=1)
             index, actor = running.pop(done)
             try:
-                finished[index] = ray.get(done)
-                idle.append(actor)
+                rows = ray.get(done)
             except ray.exceptions.RayActorError as error:
                 replaced += 1
                 if replaced > max_replacements:
                     raise RuntimeError(f"{replaced} Ray actors died; the last said: {error}") from None
                 progress.write(f"a Ray actor died; its block of {len(blocks[index])} samples runs again")
                 again.insert(0, index)
-            while written in finished:
-                for row in finished.pop(written):
-                    output.write(row)
-                    progress.update(1)
-                del blocks[written]
-                written += 1
+                continue
+            idle.append(actor)
+            for row in rows:  # on disk as soon as the block is back; put in input order when the run ends
+                output.write(row)
+                progress.update(1)
+            del blocks[index]
     finally:
         progress.close()
         for actor in actors:

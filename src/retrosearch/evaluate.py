@@ -134,6 +134,8 @@ def score(correct_by_problem: Sequence[Sequence[bool]], k: int) -> dict[str, flo
 
 
 def summarize_samples(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    failed = sum(row.get("status") == "error" for row in rows)
+    rows = [row for row in rows if row.get("status") != "error"]  # failed generations: counted, not scored
     by_problem: dict[str, list[bool]] = defaultdict(list)
     for row in rows:
         by_problem[row["problem_id"]].append(bool(row.get("correct")))
@@ -146,6 +148,7 @@ def summarize_samples(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
         "tokens_mean": statistics.fmean(r["tokens"] for r in rows) if rows else 0.0,
         "switches_mean": statistics.fmean(r["switches"] for r in rows) if rows else 0.0,
         "truncated": sum(bool(r.get("truncated")) for r in rows),
+        "failed_samples": failed,
     }
 
 

@@ -10,10 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.answers import default_checker, extract_answer
-from retrosearch.data import FieldMap, JsonlAppender, ProblemRow, read_jsonl, read_problems, write_jsonl
+from retrosearch.data import (
+    FieldMap,
+    JsonlAppender,
+    ProblemRow,
+    read_jsonl,
+    read_problems,
+    write_in_order,
+    write_jsonl,
+)
 from retrosearch.engines import Engine, EngineConfig, Request, load_engine
 from retrosearch.rundir import config_payload, now, prepare, print_summary, save_summary, write_manifest
-from retrosearch.runner import run_ordered
+from retrosearch.runner import run_items
 from retrosearch.search.retro_search import derive_seed
 from retrosearch.trace import KeywordMatcher, parse
 
@@ -110,10 +118,11 @@ def generate(
     concurrency = config.concurrency or 2 * engine_config.batch_size
     try:
         stats = asyncio.run(
-            run_ordered(jobs, len(jobs), work, appender, concurrency, "generate", lambda: {"correct": correct_so_far})
+            run_items(jobs, len(jobs), work, appender, concurrency, "generate", lambda: {"correct": correct_so_far})
         )
     finally:
         appender.close()
+    write_in_order(output / SAMPLES_FILE, [job.id for job in jobs])
     ids = {job.id for job in jobs}
     rows = [row for row in read_jsonl(output / SAMPLES_FILE) if row["id"] in ids]
     kept = [row for row in rows if row.get("correct")] if config.keep_correct else rows
@@ -126,6 +135,7 @@ def generate(
         "accuracy": statistics.fmean(bool(r.get("correct")) for r in finished) if finished else 0.0,
         "truncated": sum(bool(r.get("truncated")) for r in finished),
         "errors": len(rows) - len(finished),
+        "error_ids": [r["id"] for r in rows if r.get("status") == "error"][:20],
         "traces_written": len(kept),
         "tokens_mean": statistics.fmean(r["tokens"] for r in finished) if finished else 0.0,
         "switches_mean": statistics.fmean(r["switches"] for r in finished) if finished else 0.0,

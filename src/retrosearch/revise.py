@@ -22,6 +22,7 @@ from retrosearch.data import (
     read_jsonl,
     sample_ids,
     with_response,
+    write_in_order,
     write_json,
     write_jsonl,
 )
@@ -37,11 +38,12 @@ from retrosearch.rundir import (
     save_summary,
     write_manifest,
 )
-from retrosearch.runner import RunStats, run_ordered
+from retrosearch.runner import RunStats, run_items
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
 from retrosearch.trace import Trace, parse
 
 OUTPUT_FILE = "revised.jsonl"
+ERROR_IDS_SHOWN = 20  # the summary names the first failed rows; the output file has them all
 SPEED_ONLY = ("batch_size", "device", "concurrency", "overwrite", "ray", "address", "replicas", "gpus_per_replica")
 
 
@@ -214,6 +216,7 @@ def summarize(rows: list[dict[str, Any]], wall_seconds: float) -> dict[str, Any]
         "unchanged": sum(r.get("status") == "unchanged" for r in rows),
         "skipped": dict(skipped),
         "errors": sum(r.get("status") == "error" for r in rows),
+        "error_ids": [r["id"] for r in rows if r.get("status") == "error"][:ERROR_IDS_SHOWN],
         "accepted_revisions": sum(len(r.get("revisions", [])) for r in rows),
         "tokens_before_mean": before,
         "tokens_after_mean": after,
@@ -246,7 +249,7 @@ async def _revise_here(
         tokens = getattr(engine, "generated_tokens", 0) - generated_at_start
         return {"accepted": reviser.accepted, "tok/s": f"{tokens / elapsed:,.0f}"}
 
-    return await run_ordered(samples, total, reviser, appender, concurrency, "revise", postfix)
+    return await run_items(samples, total, reviser, appender, concurrency, "revise", postfix)
 
 
 def revise(
@@ -301,6 +304,7 @@ def revise(
             stats = asyncio.run(_revise_here(samples, len(ids), engine, search, config, appender, concurrency))
     finally:
         appender.close()
+    write_in_order(output / OUTPUT_FILE, ids)
     wanted = set(ids)
     rows = [row for row in read_jsonl(output / OUTPUT_FILE) if row["id"] in wanted]
     summary = summarize(rows, time.monotonic() - started)

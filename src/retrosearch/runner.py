@@ -1,9 +1,11 @@
 """Drive many per-sample coroutines at once against one engine, streaming results to disk.
 
 Scheduling only: what a sample's work is comes in as a coroutine function. Enough samples are in
-flight for the engine to see full batches; rows are written in input order (a finished row waits for
-the ones before it), append-only, so a killed run resumes where it stopped and ends byte-identical
-to an uninterrupted one. A sample that raises becomes an error row; the run goes on.
+flight for the engine to see full batches; a row reaches disk the moment it is finished, whatever is
+still running before it (append-only, in finish order), so a kill loses only the work in flight and
+nothing waits in memory. The caller puts the file in input order when the run ends
+(`data.write_in_order`), so a killed and resumed run ends byte-identical to an uninterrupted one. A
+sample that raises becomes an error row; the run goes on, and a rerun tries it again.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ async def row_or_error(work: Callable[[Any], Awaitable[dict[str, Any]]], item: H
         return {"id": item.id, "status": "error", "reason": f"{type(error).__name__}: {error}"}
 
 
-async def run_ordered(
+async def run_items(
     items: Iterable[HasId],
     total: int,
     work: Callable[[Any], Awaitable[dict[str, Any]]],
@@ -50,8 +52,6 @@ async def run_ordered(
     postfix: Callable[[], dict[str, Any]] | None = None,
 ) -> RunStats:
     stats = RunStats()
-    results: dict[int, dict[str, Any]] = {}
-    next_to_write = 0
     semaphore = asyncio.Semaphore(concurrency)
     progress = tqdm(total=total, desc=description, unit="sample")
 
@@ -63,25 +63,21 @@ async def run_ordered(
             else:
                 yield item
 
-    async def one(position: int, item: HasId) -> None:
-        nonlocal next_to_write
+    async def one(item: HasId) -> None:
         try:
             row = await row_or_error(work, item)
         finally:
             semaphore.release()
-        results[position] = row
-        while next_to_write in results:
-            output.write(results.pop(next_to_write))
-            next_to_write += 1
-            progress.update(1)
-            if postfix is not None:
-                progress.set_postfix(postfix(), refresh=False)
+        output.write(row)
+        progress.update(1)
+        if postfix is not None:
+            progress.set_postfix(postfix(), refresh=False)
 
     running: set[asyncio.Task] = set()
     try:
-        for position, item in enumerate(pending()):
+        for item in pending():
             await semaphore.acquire()  # a new sample starts the moment one finishes: no barriers
-            task = asyncio.create_task(one(position, item))
+            task = asyncio.create_task(one(item))
             running.add(task)
             task.add_done_callback(running.discard)
         await asyncio.gather(*running)

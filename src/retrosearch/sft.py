@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.data import DataError, FieldMap, read_samples
+from retrosearch.data import DataError, FieldMap, read_records, to_sample
 from retrosearch.engines import resolve_model
 
 SEARCHED = ("revised", "unchanged")
@@ -45,7 +45,16 @@ class SFTRunConfig:
 def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]], dict[str, int]]:
     """Prompt-completion pairs, and counts of what was kept and why rows were left out."""
     fields = FieldMap(problem=config.problem_field, trace=config.trace_field, gold_from_trace=True)
-    samples = read_samples(config.input, fields, config.limit)
+    samples, failed = [], 0
+    for number, (record, source) in enumerate(read_records(config.input), start=1):
+        if config.limit is not None and number > config.limit:
+            break
+        if isinstance(record, dict) and record.get("status") == "error":
+            failed += 1  # a row whose generation or revision failed: it holds no trace
+            continue
+        samples.append(to_sample(record, source, fields, number))
+    if not samples:
+        raise DataError(f"{config.input}: no samples found" + (f" ({failed} failed rows left out)" if failed else ""))
     pairs, too_long, not_searched, longest = [], 0, 0, 0
     for sample in samples:
         status = sample.record.get("status")
@@ -73,6 +82,7 @@ def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]
         "kept": len(pairs),
         "dropped_too_long": too_long,
         "left_out_not_searched": not_searched,
+        "left_out_failed": failed,
         "longest_tokens": longest,
     }
 
