@@ -3,7 +3,9 @@ summary values, and each option the README promises (--partial, --keywords, --ov
 field options, JSON and hub input)."""
 
 import json
+import os
 import statistics
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -248,3 +250,90 @@ def test_an_answer_check_that_never_ends_skips_its_row_alone(tmp_path, scripted)
     assert list(written) == ["revised", "slow", "losing", "straight"]
     assert (written["slow"]["status"], written["slow"]["reason"]) == ("skipped", "answer check timed out after 5 s")
     assert [written[n]["status"] for n in ("revised", "losing", "straight")] == ["revised", "unchanged", "unchanged"]
+
+
+def test_overwrite_removes_only_a_run_folder(tmp_path, scripted, capsys):
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:1])
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text("years of work")
+    assert revise_cli("--input", str(source), "--output", str(thesis), "--overwrite") == 2
+    assert "not a retrosearch run folder" in capsys.readouterr().err
+    assert sorted(p.name for p in thesis.iterdir()) == ["thesis.tex"]
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert revise_cli("--input", str(source), "--output", str(a_file)) == 2
+    assert f"{a_file} is a file; --output names a run folder" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert revise_cli("--input", str(source), "--output", str(run)) == 0
+    (run / "stale.txt").write_text("from the earlier run")
+    assert revise_cli("--input", str(source), "--output", str(run), "--overwrite") == 0
+    assert not (run / "stale.txt").exists() and (run / "revised.jsonl").exists()
+
+
+def test_a_folder_in_use_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path, scripted, capsys):
+    from retrosearch.rundir import hold
+
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:1])
+    run = tmp_path / "run"
+    run.mkdir()
+    with hold(run):
+        assert revise_cli("--input", str(source), "--output", str(run)) == 2
+    assert f"{run} is in use by a run (pid {os.getpid()} on" in capsys.readouterr().err
+    assert not (run / "revised.jsonl").exists()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import time; from pathlib import Path; from retrosearch.rundir import hold\n"
+            f"with hold(Path({str(run)!r})):\n    print('held', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    assert revise_cli("--input", str(source), "--output", str(run)) == 2
+    holder.kill()
+    holder.wait()
+    assert revise_cli("--input", str(source), "--output", str(run)) == 0
+
+
+def test_the_same_run_resumes_under_another_spelling_and_after_a_move(tmp_path, scripted, monkeypatch):
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:2])
+    monkeypatch.chdir(tmp_path)
+    assert revise_cli("--input", "in.jsonl", "--output", "x") == 0
+    assert revise_cli("--input", "./in.jsonl", "--output", "./x") == 0
+    assert json.loads((tmp_path / "x" / "summary.json").read_text())["resumed_samples"] == 2
+    (tmp_path / "x").rename(tmp_path / "moved")
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "moved")) == 0
+    assert json.loads((tmp_path / "moved" / "summary.json").read_text())["resumed_samples"] == 2
+
+
+def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
+    shards = [str(tmp_path / f"s{i}") for i in range(2)]
+    for index, folder in enumerate(shards):
+        assert revise_cli("--input", str(source), "--output", folder, "--shard", f"{index}/2") == 0
+    assert main(["merge", *shards, "--output", str(tmp_path / "all")]) == 0
+    assert list(rows_of(tmp_path / "all")) == ["revised", "losing", "straight"]
+
+    def refused(*folders: str) -> str:
+        assert main(["merge", *folders, "--output", str(tmp_path / "bad")]) == 2
+        assert not (tmp_path / "bad").exists()
+        return capsys.readouterr().err.strip()
+
+    capsys.readouterr()
+    lines = (Path(shards[0]) / "revised.jsonl").read_text().splitlines()
+    (Path(shards[0]) / "revised.jsonl").write_text(lines[0] + "\n")  # a row lost
+    assert "1 of 3 input ids are in no shard (first: ['straight'])" in refused(*shards)
+    (Path(shards[0]) / "revised.jsonl").write_text("\n".join(lines) + "\n")
+    other_seed = str(tmp_path / "seed1")
+    assert revise_cli("--input", str(source), "--output", other_seed, "--shard", "1/2", "--seed", "1") == 0
+    assert f"{other_seed} was run with other settings than {shards[0]}: RetroSearchConfig.seed" in refused(
+        shards[0], other_seed
+    )
+    manifest = json.loads((Path(shards[1]) / "manifest.json").read_text())
+    (Path(shards[1]) / "manifest.json").write_text(json.dumps({**manifest, "finished": None}))
+    assert f"{shards[1]}: shard 1/2 did not finish; rerun its command, then merge" in refused(*shards)
+    assert "is not the run folder of a `revise --shard i/n` run" in refused(str(tmp_path / "all"), shards[0])
+    assert "no manifest.json" in refused(str(tmp_path), shards[0])

@@ -4,6 +4,7 @@ becomes that row's error row, rows finished by an earlier run are skipped and it
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -192,3 +193,14 @@ def test_write_in_order_keeps_each_ids_last_row_and_rows_of_other_ids(tmp_path):
     assert not (tmp_path / "out.jsonl.tmp").exists()
     write_in_order(tmp_path / "absent.jsonl", ["a"])
     assert not (tmp_path / "absent.jsonl").exists()
+
+
+def test_a_file_already_in_order_is_left_untouched(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n')
+    before = path.stat().st_mtime_ns
+    time.sleep(0.01)
+    write_in_order(path, ["a", "b"])
+    assert path.stat().st_mtime_ns == before
+    write_in_order(path, ["b", "a"])
+    assert path.read_text() == '{"id": "b"}\n{"id": "a"}\n'

@@ -331,14 +331,19 @@ def write_in_order(path: Path, ids: Iterable[str]) -> None:
     if not path.exists():
         return
     last: dict[str, int] = {}
+    lines = 0
     for offset, row in _indexed_rows(path):
         last.pop(row["id"], None)  # re-inserted: the dict's order is the order of each id's last row
         last[row["id"]] = offset
+        lines += 1
     wanted = list(dict.fromkeys(row_id for row_id in ids if row_id in last))
     listed = set(wanted)
+    order = [*wanted, *(row_id for row_id in last if row_id not in listed)]
+    if lines == len(order) and order == list(last):
+        return  # already in order, each id once: a finished run's file is left untouched
     temporary = path.with_suffix(path.suffix + ".tmp")
     with open(path, "rb") as source, open(temporary, "wb") as target:
-        for row_id in [*wanted, *(row_id for row_id in last if row_id not in listed)]:
+        for row_id in order:
             source.seek(last[row_id])
             target.write(source.readline())
     temporary.replace(path)

@@ -20,7 +20,7 @@ from retrosearch.data import (
     write_jsonl,
 )
 from retrosearch.engines import Engine, EngineConfig, Request, load_engine
-from retrosearch.rundir import config_payload, now, prepare, print_summary, save_summary, write_manifest
+from retrosearch.rundir import config_payload, now, open_run, print_summary, save_summary, write_manifest
 from retrosearch.runner import run_items
 from retrosearch.search.retro_search import derive_seed
 from retrosearch.trace import KeywordMatcher, parse
@@ -75,81 +75,81 @@ def generate(
     output = Path(config.output)
     problems = load_problems(config)
     payload = config_payload(config, engine_config)
-    digest = prepare(output, payload, config.overwrite, SPEED_ONLY)
-    started_at, started = now(), time.monotonic()
-    engine = engine or load_engine(engine_config)
-    checker = default_checker()
-    matcher = KeywordMatcher()
-    jobs = [Job(f"{p.id}#{k}", p, k) for p in problems for k in range(config.samples)]
-    correct_so_far = 0
+    with open_run(output, payload, config.overwrite, SPEED_ONLY) as digest:
+        started_at, started = now(), time.monotonic()
+        engine = engine or load_engine(engine_config)
+        checker = default_checker()
+        matcher = KeywordMatcher()
+        jobs = [Job(f"{p.id}#{k}", p, k) for p in problems for k in range(config.samples)]
+        correct_so_far = 0
 
-    async def work(job: Job) -> dict[str, Any]:
-        nonlocal correct_so_far
-        prompt_ids = tuple(engine.encode(engine.chat_prompt(job.problem.problem)))
-        request = Request(
-            prompt_ids=prompt_ids,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            seed=derive_seed(config.seed, job.problem.id, job.sample_index),
-        )
-        (completion,) = await engine.generate([request])
-        answer = extract_answer(parse(completion.text).solution)
-        correct = await asyncio.to_thread(checker.is_correct, job.problem.gold, answer)
-        correct_so_far += correct
-        stats = parse(completion.text).stats(matcher)
-        return {
-            "id": job.id,
-            "problem_id": job.problem.id,
-            "sample": job.sample_index,
-            "problem": job.problem.problem,
-            "answer": job.problem.gold,
-            "response": completion.text,
-            "predicted": answer,
-            "correct": correct,
-            "truncated": completion.finish_reason == "length",
-            "tokens": len(completion.token_ids),
-            "switches": stats.switches,
+        async def work(job: Job) -> dict[str, Any]:
+            nonlocal correct_so_far
+            prompt_ids = tuple(engine.encode(engine.chat_prompt(job.problem.problem)))
+            request = Request(
+                prompt_ids=prompt_ids,
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                seed=derive_seed(config.seed, job.problem.id, job.sample_index),
+            )
+            (completion,) = await engine.generate([request])
+            answer = extract_answer(parse(completion.text).solution)
+            correct = await asyncio.to_thread(checker.is_correct, job.problem.gold, answer)
+            correct_so_far += correct
+            stats = parse(completion.text).stats(matcher)
+            return {
+                "id": job.id,
+                "problem_id": job.problem.id,
+                "sample": job.sample_index,
+                "problem": job.problem.problem,
+                "answer": job.problem.gold,
+                "response": completion.text,
+                "predicted": answer,
+                "correct": correct,
+                "truncated": completion.finish_reason == "length",
+                "tokens": len(completion.token_ids),
+                "switches": stats.switches,
+            }
+
+        appender = JsonlAppender(output / SAMPLES_FILE)
+        extra = {"model": engine.model_id, "model_revision": engine.revision, "problems": config.problems}
+        write_manifest(output, payload, digest, {**extra, "started": started_at, "finished": None})
+        concurrency = config.concurrency or 2 * engine_config.batch_size
+        try:
+            stats = asyncio.run(
+                run_items(jobs, len(jobs), work, appender, concurrency, "generate", lambda: {"correct": correct_so_far})
+            )
+        finally:
+            appender.close()
+        write_in_order(output / SAMPLES_FILE, [job.id for job in jobs])
+        ids = {job.id for job in jobs}
+        rows = [row for row in read_jsonl(output / SAMPLES_FILE) if row["id"] in ids]
+        kept = [row for row in rows if row.get("correct")] if config.keep_correct else rows
+        write_jsonl(output / TRACES_FILE, [row for row in kept if row.get("status") != "error"])
+        finished = [row for row in rows if row.get("status") != "error"]
+        summary = {
+            "problems": len(problems),
+            "samples": len(rows),
+            "correct": sum(bool(r.get("correct")) for r in finished),
+            "accuracy": statistics.fmean(bool(r.get("correct")) for r in finished) if finished else 0.0,
+            "truncated": sum(bool(r.get("truncated")) for r in finished),
+            "errors": len(rows) - len(finished),
+            "error_ids": [r["id"] for r in rows if r.get("status") == "error"][:20],
+            "traces_written": len(kept),
+            "tokens_mean": statistics.fmean(r["tokens"] for r in finished) if finished else 0.0,
+            "switches_mean": statistics.fmean(r["switches"] for r in finished) if finished else 0.0,
+            "generated_tokens": sum(r["tokens"] for r in finished),
+            "wall_seconds": time.monotonic() - started,
+            "resumed_samples": stats.skipped_existing,
         }
-
-    appender = JsonlAppender(output / SAMPLES_FILE)
-    extra = {"model": engine.model_id, "model_revision": engine.revision, "problems": config.problems}
-    write_manifest(output, payload, digest, {**extra, "started": started_at, "finished": None})
-    concurrency = config.concurrency or 2 * engine_config.batch_size
-    try:
-        stats = asyncio.run(
-            run_items(jobs, len(jobs), work, appender, concurrency, "generate", lambda: {"correct": correct_so_far})
+        save_summary(output, summary)
+        write_manifest(
+            output,
+            payload,
+            digest,
+            {**extra, "started": started_at, "finished": now(), "wall_seconds": summary["wall_seconds"]},
         )
-    finally:
-        appender.close()
-    write_in_order(output / SAMPLES_FILE, [job.id for job in jobs])
-    ids = {job.id for job in jobs}
-    rows = [row for row in read_jsonl(output / SAMPLES_FILE) if row["id"] in ids]
-    kept = [row for row in rows if row.get("correct")] if config.keep_correct else rows
-    write_jsonl(output / TRACES_FILE, [row for row in kept if row.get("status") != "error"])
-    finished = [row for row in rows if row.get("status") != "error"]
-    summary = {
-        "problems": len(problems),
-        "samples": len(rows),
-        "correct": sum(bool(r.get("correct")) for r in finished),
-        "accuracy": statistics.fmean(bool(r.get("correct")) for r in finished) if finished else 0.0,
-        "truncated": sum(bool(r.get("truncated")) for r in finished),
-        "errors": len(rows) - len(finished),
-        "error_ids": [r["id"] for r in rows if r.get("status") == "error"][:20],
-        "traces_written": len(kept),
-        "tokens_mean": statistics.fmean(r["tokens"] for r in finished) if finished else 0.0,
-        "switches_mean": statistics.fmean(r["switches"] for r in finished) if finished else 0.0,
-        "generated_tokens": sum(r["tokens"] for r in finished),
-        "wall_seconds": time.monotonic() - started,
-        "resumed_samples": stats.skipped_existing,
-    }
-    save_summary(output, summary)
-    write_manifest(
-        output,
-        payload,
-        digest,
-        {**extra, "started": started_at, "finished": now(), "wall_seconds": summary["wall_seconds"]},
-    )
-    if not quiet:
-        print_summary(f"retrosearch generate — {output}", summary)
-    return summary
+        if not quiet:
+            print_summary(f"retrosearch generate — {output}", summary)
+        return summary

@@ -33,7 +33,7 @@ from retrosearch.rundir import (
     RunError,
     config_payload,
     now,
-    prepare,
+    open_run,
     print_summary,
     save_summary,
     write_manifest,
@@ -176,21 +176,79 @@ def parse_shard(shard: str) -> tuple[int, int]:
     return index, count
 
 
+def _shard_manifest(folder: str) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        raise RunError(f"{folder}: no {MANIFEST}; merge takes the run folders of `revise --shard i/n`")
+    manifest = json.loads(path.read_text())
+    config = manifest.get("config", {}).get("ReviseConfig")
+    if not config or not config.get("shard"):
+        raise RunError(f"{folder} is not the run folder of a `revise --shard i/n` run")
+    if not manifest.get("finished"):
+        raise RunError(f"{folder}: shard {config['shard']} did not finish; rerun its command, then merge")
+    return manifest
+
+
+def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A shard's configuration apart from what may differ between shards (the shard, the folder, speed)."""
+    ignored = {*SPEED_ONLY, "shard", "output"}
+    return {
+        section: {key: value for key, value in values.items() if key not in ignored}
+        for section, values in manifest["config"].items()
+    }
+
+
 def merge(shards: list[str], output: str, quiet: bool = False) -> dict[str, Any]:
-    """Merge the run folders of `--shard 0/n` ... `n-1/n` into one, in input order, each id exactly once."""
-    manifests = [json.loads((Path(folder) / MANIFEST).read_text()) for folder in shards]
+    """Merge the run folders of `--shard 0/n` ... `n-1/n` into one, in input order, each id exactly once.
+
+    Verified first: every shard finished, all ran with the same configuration apart from the shard, and
+    (where the input file is here) every input id is in exactly one shard; otherwise one line says what
+    is wrong and nothing is written."""
+    manifests = [_shard_manifest(folder) for folder in shards]
     configs = [m["config"]["ReviseConfig"] for m in manifests]
-    parsed = sorted(
-        (parse_shard(c["shard"]), folder) for c, folder in zip(configs, shards, strict=True) if c.get("shard")
-    )
-    count = parsed[0][0][1] if parsed else 0
-    if [p[0] for p in parsed] != [(i, count) for i in range(count)] or len(parsed) != len(shards):
+    parsed = sorted((parse_shard(c["shard"]), folder) for c, folder in zip(configs, shards, strict=True))
+    count = parsed[0][0][1]
+    if [p[0] for p in parsed] != [(i, count) for i in range(count)]:
         raise RunError(f"merge needs the folders of shards 0/{count} .. {count - 1}/{count}, each once")
+    first = _settings(manifests[0])
+    for folder, manifest in zip(shards[1:], manifests[1:], strict=True):
+        other = _settings(manifest)
+        differing = sorted(
+            f"{section}.{key}"
+            for section in first
+            for key in {*first[section], *other.get(section, {})}
+            if first[section].get(key) != other.get(section, {}).get(key)
+        )
+        if differing:
+            raise RunError(f"{folder} was run with other settings than {shards[0]}: {', '.join(differing)}")
     rows_by_shard = [read_jsonl(Path(folder) / OUTPUT_FILE) for _, folder in parsed]
     merged = [rows[j] for j in range(max(map(len, rows_by_shard))) for rows in rows_by_shard if j < len(rows)]
     ids = [row["id"] for row in merged]
     if len(set(ids)) != len(ids):
         raise RunError("merge found an id in more than one shard; were the shards run on the same input?")
+    config = configs[0]
+    if Path(config["input"]).exists():
+        fields = FieldMap(
+            config["problem_field"],
+            config["answer_field"],
+            config["trace_field"],
+            config["id_field"],
+            config["gold_from_trace"],
+        )
+        expected = sample_ids(config["input"], fields, config["limit"])
+        missing = [row_id for row_id in expected if row_id not in set(ids)]
+        if missing or len(ids) != len(expected):
+            raise RunError(
+                f"merge: {len(missing)} of {len(expected)} input ids are in no shard (first: {missing[:3]}); "
+                "rerun the shards that lack them"
+            )
+        position = {row_id: index for index, row_id in enumerate(expected)}
+        merged.sort(key=lambda row: position[row["id"]])
+    else:
+        for (_, folder), rows in zip(parsed, rows_by_shard, strict=True):
+            written = json.loads((Path(folder) / SUMMARY).read_text())["samples"]
+            if len(rows) != written:
+                raise RunError(f"merge: {folder} holds {len(rows)} rows, its run finished with {written}")
     target = Path(output)
     target.mkdir(parents=True, exist_ok=True)
     write_jsonl(target / OUTPUT_FILE, merged)
@@ -274,56 +332,59 @@ def revise(
         ids = ids[shard]
     samples = itertools.islice(iter_samples(config.input, fields, config.limit), shard.start, None, shard.step)
     payload = config_payload(config, search, engine_config)
-    digest = prepare(output, payload, config.overwrite, SPEED_ONLY)
-    started_at, started = now(), time.monotonic()
-    if config.ray:
-        from retrosearch.distributed import revise_on_ray
-
-        engine_facts = {"model": engine_config.model, "model_revision": engine_config.revision}
-    else:
-        engine = engine or load_engine(engine_config)
-        engine_facts = {"model": engine.model_id, "model_revision": engine.revision}
-    appender = JsonlAppender(output / OUTPUT_FILE)
-    run_facts = {**engine_facts, "input": config.input, "started": started_at}
-    write_manifest(output, payload, digest, {**run_facts, "finished": None})
-    concurrency = config.concurrency or 2 * engine_config.batch_size
-    counts_before = dict(getattr(engine, "counts", {}))  # an engine may have served other runs before
-    try:
+    with open_run(output, payload, config.overwrite, SPEED_ONLY) as digest:
+        started_at, started = now(), time.monotonic()
         if config.ray:
-            stats = revise_on_ray(
-                samples,
-                len(ids),
-                appender,
-                (engine_config, search, config),
-                config.address,
-                config.replicas,
-                config.gpus_per_replica,
-                concurrency,
-            )
+            from retrosearch.distributed import revise_on_ray
+
+            engine_facts = {"model": engine_config.model, "model_revision": engine_config.revision}
         else:
-            stats = asyncio.run(_revise_here(samples, len(ids), engine, search, config, appender, concurrency))
-    finally:
-        appender.close()
-    write_in_order(output / OUTPUT_FILE, ids)
-    wanted = set(ids)
-    rows = [row for row in read_jsonl(output / OUTPUT_FILE) if row["id"] in wanted]
-    summary = summarize(rows, time.monotonic() - started)
-    summary["resumed_samples"] = stats.skipped_existing
-    summary.update(
-        {f"engine_{name}": count - counts_before.get(name, 0) for name, count in getattr(engine, "counts", {}).items()}
-    )
-    save_summary(output, summary)
-    write_manifest(
-        output,
-        payload,
-        digest,
-        {
-            **run_facts,
-            "finished": now(),
-            "counts": {k: summary[k] for k in ("samples", "revised", "errors")},
-            "wall_seconds": summary["wall_seconds"],
-        },
-    )
-    if not quiet:
-        print_summary(f"retrosearch revise — {output}", summary)
-    return summary
+            engine = engine or load_engine(engine_config)
+            engine_facts = {"model": engine.model_id, "model_revision": engine.revision}
+        appender = JsonlAppender(output / OUTPUT_FILE)
+        run_facts = {**engine_facts, "input": config.input, "started": started_at}
+        write_manifest(output, payload, digest, {**run_facts, "finished": None})
+        concurrency = config.concurrency or 2 * engine_config.batch_size
+        counts_before = dict(getattr(engine, "counts", {}))  # an engine may have served other runs before
+        try:
+            if config.ray:
+                stats = revise_on_ray(
+                    samples,
+                    len(ids),
+                    appender,
+                    (engine_config, search, config),
+                    config.address,
+                    config.replicas,
+                    config.gpus_per_replica,
+                    concurrency,
+                )
+            else:
+                stats = asyncio.run(_revise_here(samples, len(ids), engine, search, config, appender, concurrency))
+        finally:
+            appender.close()
+        write_in_order(output / OUTPUT_FILE, ids)
+        wanted = set(ids)
+        rows = [row for row in read_jsonl(output / OUTPUT_FILE) if row["id"] in wanted]
+        summary = summarize(rows, time.monotonic() - started)
+        summary["resumed_samples"] = stats.skipped_existing
+        summary.update(
+            {
+                f"engine_{name}": count - counts_before.get(name, 0)
+                for name, count in getattr(engine, "counts", {}).items()
+            }
+        )
+        save_summary(output, summary)
+        write_manifest(
+            output,
+            payload,
+            digest,
+            {
+                **run_facts,
+                "finished": now(),
+                "counts": {k: summary[k] for k in ("samples", "revised", "errors")},
+                "wall_seconds": summary["wall_seconds"],
+            },
+        )
+        if not quiet:
+            print_summary(f"retrosearch revise — {output}", summary)
+        return summary

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import platform
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,6 +23,8 @@ from retrosearch.data import write_json
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
+LOCK = ".lock"
+PATH_KEYS = ("input", "problems", "data_dir", "model")  # config entries that may name local paths
 
 
 class RunError(RuntimeError):
@@ -50,25 +56,77 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def prepare(output: Path, payload: dict[str, Any], overwrite: bool, resume_keys: tuple[str, ...] = ()) -> str:
-    """Create or reopen a run folder; refuse to resume one made with another config.
+@contextmanager
+def open_run(
+    output: Path, payload: dict[str, Any], overwrite: bool, resume_keys: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Create or reopen a run folder and hold it for the run; yields the config hash. A folder made with
+    another config is refused, and so is a folder another run holds.
 
     `resume_keys` name config entries that may change between a run and its resumption
-    (batch size, device: they change speed, never results).
+    (batch size, device: they change speed, never results). The folder's own path is no part of the
+    config, and input paths count resolved, so `--output ./x` resumes `--output x` and a moved folder
+    resumes. `--overwrite` empties only a run folder (one with a manifest) or an empty one.
     """
-    digest = config_hash(_without(payload, resume_keys))
+    digest = config_hash(_without(_resolved(payload), (*resume_keys, "output")))
     manifest_path = output / MANIFEST
-    if overwrite and output.exists():
-        shutil.rmtree(output)
-    if manifest_path.exists():
-        previous = json.loads(manifest_path.read_text()).get("config_hash")
-        if previous != digest:
-            raise RunError(
-                f"{output} holds a run with another config (hash {previous}, now {digest}); "
-                "pass --overwrite to start again or choose a new --output"
-            )
+    if output.exists() and not output.is_dir():
+        raise RunError(f"{output} is a file; --output names a run folder")
+    foreign = output.exists() and not manifest_path.exists() and any(c.name != LOCK for c in output.iterdir())
+    if overwrite and foreign:
+        raise RunError(
+            f"{output} is not a retrosearch run folder (it has no {MANIFEST}); --overwrite removes only "
+            "run folders: choose another --output"
+        )
     output.mkdir(parents=True, exist_ok=True)
-    return digest
+    with hold(output):
+        if overwrite:
+            for child in output.iterdir():
+                if child.name != LOCK:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        elif manifest_path.exists():
+            previous = json.loads(manifest_path.read_text()).get("config_hash")
+            if previous != digest:
+                raise RunError(
+                    f"{output} holds a run with another config (hash {previous}, now {digest}); "
+                    "pass --overwrite to start again or choose a new --output"
+                )
+        yield digest
+
+
+def _resolved(payload: dict[str, Any]) -> dict[str, Any]:
+    """Path-valued entries (input, problems) as absolute paths where they name local files."""
+
+    def resolve(key: str, value: Any) -> Any:
+        if key in PATH_KEYS and isinstance(value, str) and value and Path(value).exists():
+            return str(Path(value).resolve())
+        return value
+
+    return {
+        name: {k: resolve(k, v) for k, v in section.items()} if isinstance(section, dict) else section
+        for name, section in payload.items()
+    }
+
+
+@contextmanager
+def hold(output: Path) -> Iterator[None]:
+    """Hold a run folder for one run: a second run on it is refused at once. The lock is the kernel's
+    (flock), so a killed run's lock is gone with it and the next run takes the folder over."""
+    with open(output / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunError(f"{output} is in use by a run ({holder}); wait for it, or choose another --output") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {platform.node()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _without(payload: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
