@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import threading
@@ -176,3 +177,25 @@ def test_extraction_of_long_runs_of_spaces():
     assert last_boxed("\\fbox{b} \\boxed{ {c} }") == "{c}"
     assert last_boxed("\\boxed{}") == ""
     assert last_boxed("no box") is None
+
+
+def test_a_forked_child_checks_with_workers_of_its_own():
+    checker = AnswerChecker(timeout_seconds=30)
+    assert checker.is_correct("\\frac{1}{2}", "0.5")  # the parent's worker and starter thread exist now
+    pid = os.fork()
+    if pid == 0:  # the child: a hang here fails the test by its deadline, a wrong answer by the exit code
+        checker.timeout_seconds = 1
+        timed_out = checker.check(SLOW, "5").reason.startswith("answer check timed out")  # a worker is replaced
+        os._exit(
+            0 if timed_out and checker.is_correct("\\frac{3}{4}", "0.75") and not checker.is_correct("1", "2") else 1
+        )
+    deadline = time.monotonic() + 60
+    while (reaped := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    finished, status = reaped
+    if finished == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert finished == pid and os.waitstatus_to_exitcode(status) == 0
+    assert checker.is_correct("\\frac{1}{2}", "0.5")  # the parent's own worker is untouched
+    checker.close()

@@ -122,7 +122,14 @@ def _serve(checks: Connection, owner: int) -> None:
 # follows the thread that started a worker, and a short-lived thread (asyncio.to_thread's) would take its
 # workers with it. Spawned, not forked: a forked worker would inherit the parent's sockets and keep, say,
 # a dead Ray actor's connection open, so that nobody notices the actor died.
-_starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-checker-starter")
+_starter: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _start(process) -> None:
+    global _starter
+    if _starter is None or _starter[0] != os.getpid():  # a forked child has no copy of the thread
+        _starter = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-checker-starter"))
+    _starter[1].submit(process.start).result()
 
 
 class _Worker:
@@ -130,7 +137,7 @@ class _Worker:
         context = multiprocessing.get_context("spawn")
         self.connection, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, os.getpid()), daemon=True)
-        _starter.submit(self.process.start).result()
+        _start(self.process)
         child.close()  # the worker's end lives in the worker alone
 
     def stop(self) -> None:
@@ -149,11 +156,14 @@ class AnswerChecker:
         self.timeouts = 0
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._started = 0
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         atexit.register(self.close)
 
     def _take(self) -> _Worker:
         with self._lock:
+            if self._pid != os.getpid():  # in a forked child the workers are the parent's: start anew
+                self._idle, self._started, self._pid = queue.Queue(), 0, os.getpid()
             if self._idle.empty() and self._started < self.workers:
                 self._started += 1
                 return _Worker()
