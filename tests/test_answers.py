@@ -4,7 +4,16 @@ import sys
 import threading
 import time
 
-from retrosearch.answers import AnswerChecker, Verdict, _verify, extract_answer, is_correct, last_boxed
+from retrosearch.answers import (
+    AnswerChecker,
+    Verdict,
+    _plain,
+    _verify,
+    default_checker,
+    extract_answer,
+    is_correct,
+    last_boxed,
+)
 
 
 def test_extraction_takes_the_last_box_with_nested_braces():
@@ -31,6 +40,7 @@ def test_hard_timeout_gives_false_with_a_reason_and_the_checker_recovers():
     started = time.monotonic()
     assert checker.check(SLOW, "5") == Verdict(False, "answer check timed out after 1 s")
     assert time.monotonic() - started < 20 and checker.timeouts == 1
+    assert checker.check(SLOW, "6").correct is False and checker.timeouts == 2
     checker.timeout_seconds = 30
     assert checker.check("\\frac{1}{2}", "0.5") == Verdict(True)
     checker.close()
@@ -142,6 +152,27 @@ def test_verification_itself_in_process():
     assert _verify("", "7") is False
 
 
+def test_currency_and_kerning_marks_are_dropped_before_comparing():
+    assert _plain("\\$32,\\!348") == "32,348"
+    assert _plain(" $7$ ") == "7" and _plain("7.") == "7"
+
+
+def test_the_default_checker_is_made_once():
+    assert default_checker() is default_checker()
+    assert isinstance(default_checker(), AnswerChecker)
+
+
+def test_a_worker_that_died_is_a_crash_not_an_answer_and_is_replaced():
+    checker = AnswerChecker(timeout_seconds=30)
+    assert checker.is_correct("\\frac{1}{2}", "0.5")
+    (worker,) = list(checker._idle.queue)
+    worker.process.kill()
+    worker.process.join()
+    assert checker.check("\\frac{1}{2}", "0.5") == Verdict(False, "answer checker crashed")
+    assert checker.check("\\frac{1}{2}", "0.5") == Verdict(True)
+    checker.close()
+
+
 def test_plainly_equal_answers_never_reach_the_pool():
     checker = AnswerChecker(timeout_seconds=30)
     assert checker.is_correct("$ 1 2 $", "12.")
@@ -166,6 +197,9 @@ def test_answer_phrases_and_boxes():
     assert extract_answer("the answer is $x = 2$, clearly") == "x = 2"
     assert extract_answer("The answer is\nnot here. The final answer is: 7") == "7"
     assert extract_answer("the answer is 4 apples\nmore") == "4 apples"
+    assert extract_answer("a\nthe answer is 7\nb\nc") == "7"  # its own line, with lines before and after
+    assert extract_answer("the answer is $x$ or $y$") == "x"
+    assert extract_answer("the answer is 5 or $6$") == "5 or"
 
 
 def test_extraction_of_long_runs_of_spaces():

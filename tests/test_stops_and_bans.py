@@ -50,6 +50,7 @@ def test_limit_end_counts_again_only_when_a_new_needle_arrived():
     assert limit_end("a\n\nbc\n", limit, scan_from=5) is None
     assert limit_end("a\n\nb</think>c\n\n", limit, scan_from=9) is None  # a new one after `until` does not count
     assert limit_end("a\n\nb\n\n", limit, scan_from=0) == 6
+    assert limit_end("\n\nab", ("\n\n", 1, None), scan_from=1) == 2  # a new needle at the very start
 
 
 def test_finish_prefers_a_stop_string_to_a_limit():

@@ -61,9 +61,9 @@ def _phrase_answer(text: str, start: int) -> str:
     end. Linear in the line's length (a backtracking pattern was quadratic on long runs of spaces)."""
     line = text[start : text.find("\n", start) if "\n" in text[start:] else len(text)].strip()
     if line.startswith("$"):
-        return line[1:].split("$", 1)[0].strip()
+        return line[1:].partition("$")[0].strip()
     end = SENTENCE_END.search(line)
-    return (line[: end.start()] if end else line).split("$", 1)[0].strip()
+    return (line[: end.start()] if end else line).partition("$")[0].strip()
 
 
 def _plain(answer: str) -> str:
