@@ -55,11 +55,22 @@ def add_options(parser: argparse.ArgumentParser, *classes: type, help_text: dict
 NOT_OPTIONS = ("command", "config", "organism_command")
 
 
+def read_yaml(path: str) -> Any:
+    """A YAML file's content; broken YAML is one line naming the file, line and column."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "cannot be parsed"
+        raise ValueError(f"{path}{where}: not valid YAML ({problem}); fix the file") from None
+
+
 def merged_options(namespace: argparse.Namespace, recipe: str | None = None) -> dict[str, Any]:
     """Options from a YAML file (if any), overridden by those given on the command line."""
     values: dict[str, Any] = {}
     if recipe:
-        loaded = yaml.safe_load(Path(recipe).read_text()) or {}
+        loaded = read_yaml(recipe) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{recipe}: expected a mapping of option names to values")
         values.update({key.replace("-", "_"): value for key, value in loaded.items()})

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from retrosearch.config import read_yaml
 
 PLACEHOLDER = re.compile(r"\{([a-zA-Z0-9_-]+)\}")
 
@@ -38,7 +38,7 @@ class Recipe:
 
 
 def load_recipe(path: str, output: str | None = None) -> Recipe:
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or "stages" not in raw:
         raise ValueError(f"{path}: a recipe needs 'stages' (a list of name / command / options)")
     stages = []
