@@ -88,6 +88,7 @@ def test_the_longest_keyword_wins_and_only_whole_words_count():
     assert matcher.match("Butter") is None
     assert matcher.match("Wait") == "Wait"
     assert matcher.match("Wait2") is None
+    assert matcher.match("Waits, then") is None  # a longer word followed by punctuation
     assert matcher.match("") is None
 
 
