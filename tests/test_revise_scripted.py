@@ -337,3 +337,22 @@ def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
     assert f"{shards[1]}: shard 1/2 did not finish; rerun its command, then merge" in refused(*shards)
     assert "is not the run folder of a `revise --shard i/n` run" in refused(str(tmp_path / "all"), shards[0])
     assert "no manifest.json" in refused(str(tmp_path), shards[0])
+
+
+def test_a_trace_longer_than_the_models_context_is_skipped_at_once(tmp_path, scripted):
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
+    prompt = scripted.count_tokens(CHAT.format("p-revised"))
+    whole = prompt + scripted.count_tokens(ROWS[0][1])
+    scripted.context_length = whole  # the first trace fills it exactly, leaving no room for a rollout
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "r")) == 0
+    rows = rows_of(tmp_path / "r")
+    assert (rows["revised"]["status"], rows["revised"]["reason"]) == (
+        "skipped",
+        f"too long for the model: {whole} tokens of prompt and trace, its context holds {whole}",
+    )
+    assert rows["losing"]["status"] == "unchanged"
+    assert not [seen for seen in scripted.seen if seen.prompt.startswith(CHAT.format("p-revised"))]
+
+
+def test_the_organism_engine_knows_its_context(organism_engine):
+    assert organism_engine.context_length == 512

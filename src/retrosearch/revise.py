@@ -122,6 +122,14 @@ class Reviser:
         return self._finish(row, sample, revised, status, reason, revisions, result.rollouts, result.generated_tokens)
 
     async def _skip_reason(self, trace: Trace, sample: Sample, row: dict[str, Any]) -> str | None:
+        context = self.engine.context_length
+        if context is not None:  # decided at once: a trace the model cannot read is never searched
+            prompt_tokens = self.engine.count_tokens(self.engine.chat_prompt(sample.problem))
+            if prompt_tokens + row["tokens_before"] >= context:
+                return (
+                    f"too long for the model: {prompt_tokens + row['tokens_before']} tokens of prompt and trace, "
+                    f"its context holds {context}"
+                )
         if not trace.finished:
             return "unfinished reasoning"
         answer = extract_answer(trace.solution)

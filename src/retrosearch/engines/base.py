@@ -41,6 +41,7 @@ class Engine(ABC):
     model_id: str
     revision: str | None = None
     tokenizer: object
+    context_length: int | None = None  # most tokens a prompt and its completion may hold; None: not known
 
     @abstractmethod
     async def generate(self, requests: Sequence[Request]) -> list[Completion]: ...

@@ -118,6 +118,7 @@ class TransformersEngine(Engine):
         self._worker_lock = threading.Lock()
         self.generated_tokens = 0
         self.max_length = getattr(model.config, "max_position_embeddings", None)
+        self.context_length = self.max_length
         self._cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @classmethod
