@@ -170,9 +170,12 @@ class AnswerChecker:
         return self._idle.get()
 
     def check(self, gold: str | None, predicted: str | None) -> Verdict:
-        if gold is None or predicted is None or not _plain(gold) or not _plain(predicted):
+        if gold is None or predicted is None:
+            return Verdict(False)
+        plain_gold, plain_predicted = _plain(gold), _plain(predicted)
+        if not plain_gold or not plain_predicted:
             return Verdict(False)  # an empty gold answer would otherwise match an empty prediction
-        if _plain(gold) == _plain(predicted):
+        if plain_gold == plain_predicted:
             return Verdict(True)
         worker = self._take()
         try:

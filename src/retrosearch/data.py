@@ -207,7 +207,7 @@ def read_records(path: str) -> Iterator[tuple[dict, str]]:
         raise DataError(f"{path}: unknown format '{local.suffix}'; use .jsonl, .json or .parquet")
     with open(local, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            line = _utf8(raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw, f"{path}:{number}", "the line")
+            line = _utf8(raw, f"{path}:{number}", "the line")
             if not line.strip():
                 continue
             try:

@@ -21,7 +21,7 @@ from retrosearch.data import (
 )
 from retrosearch.engines import Engine, EngineConfig, Request, load_engine
 from retrosearch.rundir import config_payload, now, open_run, print_summary, save_summary, write_manifest
-from retrosearch.runner import run_items
+from retrosearch.runner import error_ids, run_items
 from retrosearch.search.retro_search import derive_seed
 from retrosearch.trace import KeywordMatcher, parse
 
@@ -135,7 +135,7 @@ def generate(
             "accuracy": statistics.fmean(bool(r.get("correct")) for r in finished) if finished else 0.0,
             "truncated": sum(bool(r.get("truncated")) for r in finished),
             "errors": len(rows) - len(finished),
-            "error_ids": [r["id"] for r in rows if r.get("status") == "error"][:20],
+            "error_ids": error_ids(rows),
             "traces_written": len(kept),
             "tokens_mean": statistics.fmean(r["tokens"] for r in finished) if finished else 0.0,
             "switches_mean": statistics.fmean(r["switches"] for r in finished) if finished else 0.0,

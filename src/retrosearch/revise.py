@@ -36,14 +36,14 @@ from retrosearch.rundir import (
     open_run,
     print_summary,
     save_summary,
+    without,
     write_manifest,
 )
-from retrosearch.runner import RunStats, run_items
+from retrosearch.runner import RunStats, error_ids, run_items
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
 from retrosearch.trace import Trace, parse
 
 OUTPUT_FILE = "revised.jsonl"
-ERROR_IDS_SHOWN = 20  # the summary names the first failed rows; the output file has them all
 SPEED_ONLY = ("batch_size", "device", "concurrency", "overwrite", "ray", "address", "replicas", "gpus_per_replica")
 
 
@@ -174,6 +174,12 @@ class Reviser:
         }
 
 
+def field_map(config: ReviseConfig) -> FieldMap:
+    return FieldMap(
+        config.problem_field, config.answer_field, config.trace_field, config.id_field, config.gold_from_trace
+    )
+
+
 def parse_shard(shard: str) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in shard.split("/"))
@@ -197,15 +203,6 @@ def _shard_manifest(folder: str) -> dict[str, Any]:
     return manifest
 
 
-def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A shard's configuration apart from what may differ between shards (the shard, the folder, speed)."""
-    ignored = {*SPEED_ONLY, "shard", "output"}
-    return {
-        section: {key: value for key, value in values.items() if key not in ignored}
-        for section, values in manifest["config"].items()
-    }
-
-
 def merge(shards: list[str], output: str, quiet: bool = False) -> dict[str, Any]:
     """Merge the run folders of `--shard 0/n` ... `n-1/n` into one, in input order, each id exactly once.
 
@@ -218,9 +215,10 @@ def merge(shards: list[str], output: str, quiet: bool = False) -> dict[str, Any]
     count = parsed[0][0][1]
     if [p[0] for p in parsed] != [(i, count) for i in range(count)]:
         raise RunError(f"merge needs the folders of shards 0/{count} .. {count - 1}/{count}, each once")
-    first = _settings(manifests[0])
+    ignored = (*SPEED_ONLY, "shard", "output")  # what may differ between the shards of one run
+    first = without(manifests[0]["config"], ignored)
     for folder, manifest in zip(shards[1:], manifests[1:], strict=True):
-        other = _settings(manifest)
+        other = without(manifest["config"], ignored)
         differing = sorted(
             f"{section}.{key}"
             for section in first
@@ -236,15 +234,9 @@ def merge(shards: list[str], output: str, quiet: bool = False) -> dict[str, Any]
         raise RunError("merge found an id in more than one shard; were the shards run on the same input?")
     config = configs[0]
     if Path(config["input"]).exists():
-        fields = FieldMap(
-            config["problem_field"],
-            config["answer_field"],
-            config["trace_field"],
-            config["id_field"],
-            config["gold_from_trace"],
-        )
-        expected = sample_ids(config["input"], fields, config["limit"])
-        missing = [row_id for row_id in expected if row_id not in set(ids)]
+        expected = sample_ids(config["input"], field_map(ReviseConfig(**config)), config["limit"])
+        present = set(ids)
+        missing = [row_id for row_id in expected if row_id not in present]
         if missing or len(ids) != len(expected):
             raise RunError(
                 f"merge: {len(missing)} of {len(expected)} input ids are in no shard (first: {missing[:3]}); "
@@ -282,7 +274,7 @@ def summarize(rows: list[dict[str, Any]], wall_seconds: float) -> dict[str, Any]
         "unchanged": sum(r.get("status") == "unchanged" for r in rows),
         "skipped": dict(skipped),
         "errors": sum(r.get("status") == "error" for r in rows),
-        "error_ids": [r["id"] for r in rows if r.get("status") == "error"][:ERROR_IDS_SHOWN],
+        "error_ids": error_ids(rows),
         "accepted_revisions": sum(len(r.get("revisions", [])) for r in rows),
         "tokens_before_mean": before,
         "tokens_after_mean": after,
@@ -329,9 +321,7 @@ def revise(
     if not config.input:
         raise ValueError("revise needs --input: a traces file or dataset id")
     output = Path(config.output)
-    fields = FieldMap(
-        config.problem_field, config.answer_field, config.trace_field, config.id_field, config.gold_from_trace
-    )
+    fields = field_map(config)
     ids = sample_ids(config.input, fields, config.limit)  # all input errors surface before any write
     shard = slice(None)
     if config.shard:

@@ -68,7 +68,7 @@ def open_run(
     config, and input paths count resolved, so `--output ./x` resumes `--output x` and a moved folder
     resumes. `--overwrite` empties only a run folder (one with a manifest) or an empty one.
     """
-    digest = config_hash(_without(_resolved(payload), (*resume_keys, "output")))
+    digest = config_hash(without(_resolved(payload), (*resume_keys, "output")))
     manifest_path = output / MANIFEST
     if output.exists() and not output.is_dir():
         raise RunError(f"{output} is a file; --output names a run folder")
@@ -129,7 +129,8 @@ def hold(output: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _without(payload: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+def without(payload: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The config payload with `keys` left out of every section."""
     return {
         name: {k: v for k, v in section.items() if k not in keys} if isinstance(section, dict) else section
         for name, section in payload.items()

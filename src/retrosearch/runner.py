@@ -29,6 +29,14 @@ class RunStats:
     skipped_existing: int = 0  # finished by an earlier run of the same command
 
 
+ERROR_IDS_SHOWN = 20  # a summary names the first failed rows; the output file has them all
+
+
+def error_ids(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The ids of the first failed rows, for a run's summary."""
+    return [row["id"] for row in rows if row.get("status") == "error"][:ERROR_IDS_SHOWN]
+
+
 async def row_or_error(work: Callable[[Any], Awaitable[dict[str, Any]]], item: HasId) -> dict[str, Any]:
     """The item's output row; an exception becomes an error row, so one bad sample never stops a run."""
     try:
