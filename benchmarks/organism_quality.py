@@ -13,7 +13,7 @@ from pathlib import Path
 
 from retrosearch.answers import extract_answer, is_correct
 from retrosearch.demo import ORGANISM_MAX_TOKENS
-from retrosearch.engines import EngineConfig, load_engine
+from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
 from retrosearch.generate import SAMPLES_FILE, TRACES_FILE, GenerateConfig, generate
 from retrosearch.organism.analysis import analyze
 from retrosearch.organism.task import parse_problem
@@ -36,8 +36,7 @@ def main() -> None:
         GenerateConfig(
             output=str(root / "generate"),
             limit=args.problems,
-            max_new_tokens=ORGANISM_MAX_TOKENS,
-            seed=args.seed,
+            sampling=SamplingConfig(max_new_tokens=ORGANISM_MAX_TOKENS, seed=args.seed),
             keep_correct=True,
             overwrite=True,
         ),
@@ -49,7 +48,7 @@ def main() -> None:
     habits = [analyze(parse_problem(row["problem"]), row["response"]) for row in rows]
     revised = revise(
         ReviseConfig(input=str(root / "generate" / TRACES_FILE), output=str(root / "revise"), overwrite=True),
-        RetroSearchConfig(max_new_tokens=ORGANISM_MAX_TOKENS, seed=args.seed),
+        RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=ORGANISM_MAX_TOKENS, seed=args.seed)),
         engine_config,
         engine=engine,
         quiet=True,

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from retrosearch.demo import ORGANISM_MAX_TOKENS
-from retrosearch.engines import EngineConfig, load_engine
+from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
 from retrosearch.revise import OUTPUT_FILE, ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
 
@@ -28,7 +28,7 @@ def run(input_path: str, limit: int, bound: bool, batch_size: int, folder: Path)
     started = time.monotonic()
     summary = revise(
         ReviseConfig(input=input_path, output=str(folder), limit=limit),
-        RetroSearchConfig(max_new_tokens=ORGANISM_MAX_TOKENS, bound=bound),
+        RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=ORGANISM_MAX_TOKENS), bound=bound),
         engine_config,
         engine=engine,
         quiet=True,

@@ -27,7 +27,7 @@ RS=".gpu-venv/bin/retrosearch"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 
 mkdir -p "$OUT"
-$RS organism teacher --out "$OUT/traces.jsonl" --count "$COUNT" --split test --seed 0
+$RS organism teacher --output "$OUT" --count "$COUNT" --split test --seed 0
 for engine in transformers vllm; do
   $RS revise --input "$OUT/traces.jsonl" --output "$OUT/$engine" --engine "$engine" --device cuda \
     --max-new-tokens 400 --batch-size 256 --gpu-memory-utilization 0.3 --overwrite

@@ -4,8 +4,12 @@ from pathlib import Path
 import pytest
 
 from retrosearch.answers import _verify, is_correct
+from retrosearch.engines import SamplingConfig
 from retrosearch.evaluate import BENCHMARKS, EvalConfig, evaluate, gold_answer, load_benchmark, pass_at_k, score
+from retrosearch.generate import SampleRow
 from retrosearch.recipe import run_recipe
+from retrosearch.runner import ErrorRow
+from retrosearch.stages.folder import RunError
 
 # Known-equivalent answer forms, each pair taken from a real gold answer of ../shared/data/benchmarks.
 EQUIVALENT = [
@@ -28,7 +32,7 @@ def test_all_seven_files_parse_and_every_gold_verifies_against_itself(tmp_path):
     for name in BENCHMARKS:
         rows, no_gold = load_benchmark(name, str(folder), None)
         counts[name] = (len(rows), no_gold)
-        failures = [row["answer"] for row in rows if not _verify(row["answer"], row["answer"])]
+        failures = [row.gold for row in rows if not _verify(row.gold, row.gold)]
         assert not failures, (name, failures[:5])
     assert counts == {
         "aime24": (30, 0),
@@ -63,22 +67,34 @@ def test_avg_and_pass_at_k_come_from_one_function():
     assert scores["pass@k"] == pytest.approx(2 / 3)
 
 
-def test_eval_on_the_organism_writes_samples_summary_and_table(tmp_path, organism_engine):
+def test_eval_on_the_organism_writes_samples_summary_and_table(tmp_path, organism_engine, monkeypatch):
     from retrosearch.engines import EngineConfig
 
-    summary = evaluate(
-        EvalConfig(benchmarks=("organism",), output=str(tmp_path), samples=2, limit=8, max_new_tokens=400),
-        EngineConfig(model="organism"),
-        engine=organism_engine,
-        quiet=True,
-    )
+    def run(limit: int) -> dict:
+        config = EvalConfig(
+            benchmarks=("organism",),
+            output=str(tmp_path),
+            samples=2,
+            limit=limit,
+            sampling=SamplingConfig(max_new_tokens=400),
+        )
+        return evaluate(config, EngineConfig(model="organism"), engine=organism_engine, quiet=True)
+
+    summary = run(8)
     result = summary["benchmarks"]["organism"]
     assert result["problems"] == 8 and result["samples"] == 16
     assert 0.0 <= result["accuracy"] <= result["pass@k"] <= 1.0
-    samples = [json.loads(line) for line in (tmp_path / "organism" / "samples.jsonl").read_text().splitlines()]
+    samples_file = tmp_path / "organism" / "generate" / "samples.jsonl"
+    samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
     assert len(samples) == 16 and all("truncated" in s for s in samples)
+    assert len((tmp_path / "organism" / "problems.jsonl").read_text().splitlines()) == 8
     table = (tmp_path / "results.md").read_text()
     assert table.splitlines()[0].startswith("| organism | accuracy (avg@2) | pass@2 | avg tokens")
+
+    monkeypatch.setattr(organism_engine, "generate", None)  # a finished eval reruns without generating
+    assert run(8) == summary
+    with pytest.raises(RunError, match=r"other settings \(EvalConfig.limit\); pass --overwrite"):
+        run(2)  # results follow their settings: 8 problems are never reported as the run of 2
 
 
 @pytest.mark.parametrize(
@@ -99,9 +115,9 @@ def test_failed_samples_are_counted_not_scored():
     from retrosearch.evaluate import summarize_samples
 
     rows = [
-        {"id": "p1#0", "problem_id": "p1", "correct": True, "tokens": 10, "switches": 1},
-        {"id": "p1#1", "status": "error", "reason": "ServerError: gave up"},
-        {"id": "p2#0", "problem_id": "p2", "correct": False, "tokens": 20, "switches": 3, "truncated": True},
+        SampleRow("p1#0", "p1", 0, "p", "1", "r", "1", correct=True, truncated=False, tokens=10, switches=1),
+        ErrorRow("p1#1", "ServerError: gave up"),
+        SampleRow("p2#0", "p2", 0, "p", "1", "r", "2", correct=False, truncated=True, tokens=20, switches=3),
     ]
     summary = summarize_samples(rows, 2)
     assert summary == {

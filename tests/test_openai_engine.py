@@ -10,7 +10,7 @@ import pytest
 from commands import command_env, revise_command
 from servers import FaultProxy, OrganismServer
 
-from retrosearch.engines import EngineConfig, load_engine
+from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
 from retrosearch.engines.base import Request
 from retrosearch.engines.watch import finish, limit_end, stop_end
 from retrosearch.organism import checkpoint_path
@@ -18,7 +18,7 @@ from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
 from retrosearch.trace import DEFAULT_KEYWORDS, KeywordMatcher, parse
 
-SEARCH = RetroSearchConfig(max_new_tokens=400)
+SEARCH = RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=400))
 pytest.importorskip("fastapi", reason="`transformers serve` needs transformers[serving] (in the dev extras)")
 
 

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from scripted import ScriptedEngine
 
+from retrosearch.config import build
 from retrosearch.data import FieldMap, to_sample, with_response
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
 from retrosearch.trace import FORMATS, SEPARATOR, KeywordMatcher, parse
@@ -97,7 +98,7 @@ r1_traces = st.builds(
 
 def revise(text: str, **settings_) -> tuple:
     engine = ScriptedEngine(random_model)
-    search = RetroSearch(engine, lambda gold, answer: answer == gold, RetroSearchConfig(**settings_))
+    search = RetroSearch(engine, lambda gold, answer: answer == gold, build(RetroSearchConfig, settings_))
     return asyncio.run(search.revise("id", "Find x.", "5", parse(text))), engine
 
 

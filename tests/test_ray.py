@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ pytest.importorskip("ray.data", reason="`revise --ray` needs ray[data] (in the d
 
 
 def actor_pids() -> list[int]:
-    found = subprocess.run(["pgrep", "-f", "ReviseActor"], capture_output=True, text=True).stdout.split()
+    found = subprocess.run(["pgrep", "-f", "EngineActor"], capture_output=True, text=True).stdout.split()
     return [int(pid) for pid in found if int(pid) != os.getpid()]
 
 
@@ -41,3 +42,30 @@ def test_ray_replicas_write_the_single_process_rows_even_when_an_actor_dies(teac
     assert killed is not None, "the run ended before an actor could be killed"
     assert process.returncode == 0, stderr[-2000:]
     assert output.read_text() == (Path(tmp_path / "here") / "revised.jsonl").read_text()
+
+
+def stage_command(*words: str) -> list[str]:
+    return [sys.executable, "-m", "retrosearch.cli", *words, "--max-new-tokens", "400", "--device", "cpu"]
+
+
+@pytest.mark.parametrize(
+    ("words", "rows"),
+    [
+        (("generate", "--problems", "organism", "--limit", "12", "--samples", "2"), ("samples.jsonl", "traces.jsonl")),
+        (
+            ("eval", "--benchmarks", "organism", "--limit", "6", "--samples", "2"),
+            ("organism/generate/samples.jsonl", "results.md"),
+        ),
+    ],
+)
+def test_generate_and_eval_on_ray_write_the_single_process_output(words, rows, tmp_path):
+    base = [*stage_command(*words), "--concurrency", "4"]
+    subprocess.run([*base, "--output", str(tmp_path / "here")], check=True, env=command_env(), capture_output=True)
+    done = subprocess.run(
+        [*base, "--output", str(tmp_path / "ray"), "--ray", "--replicas", "2"], env=command_env(), capture_output=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in rows:
+        assert (tmp_path / "ray" / name).read_text() == (tmp_path / "here" / name).read_text(), name
+    expected_rows = 24 if words[0] == "generate" else 12  # problems x samples
+    assert (tmp_path / "ray" / rows[0]).read_text().count("\n") == expected_rows

@@ -14,7 +14,7 @@ stages:
     options: {{input: "{{generate}}/traces.jsonl", max_new_tokens: 400}}
   - name: shortest
     command: select
-    options: {{input: "{{generate}}/samples.jsonl", output: "{{output}}/shortest.jsonl", shortest_correct_of: 2}}
+    options: {{input: "{{generate}}/samples.jsonl", shortest_correct_of: 2}}
   - name: sft-revised
     command: sft
     options: {{input: "{{revise}}/revised.jsonl", trace_field: revised, epochs: 1, batch_size: 16, max_length: 512}}

@@ -7,6 +7,7 @@ import random
 import pytest
 from scripted import Script, ScriptedEngine
 
+from retrosearch.config import build
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig, Revision, derive_seed
 from retrosearch.trace import DEFAULT_KEYWORDS, SEPARATOR, parse
 
@@ -28,7 +29,7 @@ def equal(gold: str, answer: str | None) -> bool:
 
 def search(script: Script, **settings) -> tuple[RetroSearch, ScriptedEngine]:
     engine = ScriptedEngine(script)
-    return RetroSearch(engine, equal, RetroSearchConfig(**settings)), engine
+    return RetroSearch(engine, equal, build(RetroSearchConfig, settings)), engine
 
 
 def run(searcher: RetroSearch, text: str, sample_id: str = "s", gold: str = "5"):
@@ -339,7 +340,7 @@ def test_the_step_bound_skips_hopeless_switches_and_changes_nothing_but_work():
 )
 def test_config_rejects_impossible_settings(settings, message):
     with pytest.raises(ValueError, match=message):
-        RetroSearchConfig(**settings)
+        build(RetroSearchConfig, settings)
 
 
 def test_config_accepts_the_edges():

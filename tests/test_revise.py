@@ -10,11 +10,12 @@ from commands import command_env, revise_command
 
 from retrosearch.answers import extract_answer, is_correct
 from retrosearch.cli import main
+from retrosearch.engines import SamplingConfig
 from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
 from retrosearch.trace import KeywordMatcher, parse
 
-SEARCH = RetroSearchConfig(max_new_tokens=400)
+SEARCH = RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=400))
 EXPECTED = {
     "samples": 40,
     "revised": 7,
@@ -37,7 +38,7 @@ def test_revised_traces_stay_correct_and_bound_changes_nothing_but_work(teacher_
     )
     unbounded = revise(
         ReviseConfig(input=str(teacher_file), output=str(tmp_path / "off")),
-        RetroSearchConfig(max_new_tokens=400, bound=False),
+        RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=400), bound=False),
         engine=organism_engine,
         quiet=True,
     )
@@ -93,7 +94,7 @@ def test_rerun_resumes_and_a_changed_config_is_refused(teacher_file, tmp_path, o
         ["revise", "--input", str(teacher_file), "--output", str(tmp_path / "run"), "--limit", "6", "--gamma", "0.5"]
     )
     assert code == 2
-    assert "another config" in capsys.readouterr().err
+    assert "holds a run with other settings (RetroSearchConfig.gamma, " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from scripted import Script, ScriptedEngine
 
-from retrosearch import revise as revise_module
 from retrosearch.cli import main
 from retrosearch.trace import SEPARATOR, parse
 
@@ -50,7 +49,7 @@ def script() -> Script:
 def scripted(monkeypatch):
     """`revise` loads this engine instead of a model; the test reads what it was asked."""
     engine = ScriptedEngine(script())
-    monkeypatch.setattr(revise_module, "load_engine", lambda config: engine)
+    monkeypatch.setattr("retrosearch.executors.local.load_engine", lambda config: engine)
     return engine
 
 
@@ -157,7 +156,7 @@ def test_a_rerun_resumes_and_overwrite_starts_afresh(tmp_path, scripted, capsys)
     assert len(scripted.seen) == asked  # nothing asked again
     assert json.loads((out / "summary.json").read_text())["resumed_samples"] == 3
     assert revise_cli("--input", str(source), "--output", str(out), "--gamma", "0.5") == 2
-    assert "another config" in capsys.readouterr().err
+    assert "holds a run with other settings (RetroSearchConfig.gamma)" in capsys.readouterr().err
     assert revise_cli("--input", str(source), "--output", str(out), "--gamma", "0.5", "--overwrite") == 0
     assert len(scripted.seen) == 2 * asked
     assert (out / "revised.jsonl").read_text() == first
@@ -226,8 +225,8 @@ def test_hub_input_loads_the_named_split(tmp_path, scripted, monkeypatch):
     asked = []
     records = [{"id": n, "problem": f"p-{n}", "answer": "5", "response": t} for n, t in ROWS[:2]]
 
-    def load_dataset(name, split):
-        asked.append((name, split))
+    def load_dataset(path, name=None, split=None):  # the signature of datasets.load_dataset
+        asked.append((path, split))
         return records
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
@@ -272,7 +271,7 @@ def test_overwrite_removes_only_a_run_folder(tmp_path, scripted, capsys):
 
 
 def test_a_folder_in_use_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path, scripted, capsys):
-    from retrosearch.rundir import hold
+    from retrosearch.stages.folder import hold
 
     source = write_rows(tmp_path / "in.jsonl", ROWS[:1])
     run = tmp_path / "run"
@@ -285,7 +284,7 @@ def test_a_folder_in_use_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_pat
         [
             sys.executable,
             "-c",
-            f"import time; from pathlib import Path; from retrosearch.rundir import hold\n"
+            f"import time; from pathlib import Path; from retrosearch.stages.folder import hold\n"
             f"with hold(Path({str(run)!r})):\n    print('held', flush=True); time.sleep(600)",
         ],
         stdout=subprocess.PIPE,
@@ -329,7 +328,7 @@ def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
     (Path(shards[0]) / "revised.jsonl").write_text("\n".join(lines) + "\n")
     other_seed = str(tmp_path / "seed1")
     assert revise_cli("--input", str(source), "--output", other_seed, "--shard", "1/2", "--seed", "1") == 0
-    assert f"{other_seed} was run with other settings than {shards[0]}: RetroSearchConfig.seed" in refused(
+    assert f"{other_seed} was run with other settings than {shards[0]}: RetroSearchConfig.sampling.seed" in refused(
         shards[0], other_seed
     )
     manifest = json.loads((Path(shards[1]) / "manifest.json").read_text())

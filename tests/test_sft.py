@@ -123,7 +123,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(teacher_file, tmp_p
     )
     assert sft(config)["steps"] == 4
     # as if the run had died after its third step: the last checkpoint and the end products are gone
-    for done in ("sft_summary.json", "final", "checkpoint-4"):
+    for done in ("summary.json", "final", "checkpoint-4"):
         path = tmp_path / done
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     steps_run = []

@@ -124,7 +124,7 @@ def test_reject_resamples_whole_attempts_until_the_start_is_allowed():
     assert [call.seed for _, call in engine.calls] == [11, _mix(11, 1), _mix(11, 2)]
     assert first != 11 and engine.counts["rejected_starts"] == 2 and engine.counts["banned"] == 0
     assert engine.closed == 3  # a rejected attempt's stream is closed at once
-    assert engine._token_texts is None  # rejecting needs no pass over the vocabulary
+    assert engine._ban._token_texts is None  # rejecting needs no pass over the vocabulary
 
 
 def test_reject_watches_a_multi_token_start_until_it_is_decided():

@@ -1,4 +1,9 @@
-"""Config dataclasses as command-line options and YAML recipes: defaults < YAML < command line."""
+"""Config dataclasses as command-line options and YAML recipes: defaults < YAML < command line.
+
+Every config field carries its help text (`option(default, "help")`); a field whose type is itself a config
+dataclass (the sampling settings) is nested in Python and in the manifest, and flat on the command line and in
+recipes (`--temperature`, `temperature:`).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,18 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+
+def option(default: Any, help: str) -> Any:
+    """A config field with its help text (shown by `--help`)."""
+    if dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=lambda: default, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def _option(name: str) -> str:
@@ -24,22 +37,37 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
-def add_options(parser: argparse.ArgumentParser, *classes: type, help_text: dict[str, str] | None = None) -> None:
-    """One option per dataclass field; values left unset stay out of the namespace."""
+def flat_fields(cls: type) -> Iterator[tuple[dataclasses.Field, Any]]:
+    """(field, annotation) of every option of a config class, nested configs' fields in place of them."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        annotation = _unwrap_optional(hints[field.name])
+        if dataclasses.is_dataclass(annotation):
+            yield from flat_fields(annotation)
+        else:
+            yield field, annotation
+
+
+def option_names(*classes: type) -> set[str]:
+    return {field.name for cls in classes for field, _ in flat_fields(cls)}
+
+
+def add_options(parser: argparse.ArgumentParser, *classes: type) -> None:
+    """One option per config field (nested configs flattened); values left unset stay out of the namespace."""
     seen: set[str] = set()
     for cls in classes:
-        hints = typing.get_type_hints(cls)
         group = parser.add_argument_group(cls.__name__)
-        for field in dataclasses.fields(cls):
+        for field, annotation in flat_fields(cls):
             if field.name in seen:
                 raise ValueError(f"option {field.name} is defined twice")
             seen.add(field.name)
-            annotation = _unwrap_optional(hints[field.name])
             default = field.default if field.default is not dataclasses.MISSING else None
-            described = (help_text or {}).get(field.name, "").replace("%", "%%")  # argparse formats help with %
+            if not field.metadata.get("help"):
+                raise ValueError(f"{cls.__name__}.{field.name} has no help text; declare it with option()")
+            described = field.metadata["help"].replace("%", "%%")  # argparse formats help with %
             kwargs: dict[str, Any] = {
                 "default": argparse.SUPPRESS,
-                "help": described if "default" in described else f"{described} (default: {default})".strip(),
+                "help": described if "default" in described else f"{described} (default: {default})",
             }
             if annotation is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
@@ -52,7 +80,29 @@ def add_options(parser: argparse.ArgumentParser, *classes: type, help_text: dict
             group.add_argument(_option(field.name), dest=field.name, **kwargs)
 
 
-NOT_OPTIONS = ("command", "config", "organism_command")
+def build(cls: type, options: dict[str, Any]) -> Any:
+    """An instance of a config class from flat options (those it does not know are ignored)."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        annotation = _unwrap_optional(hints[field.name])
+        if dataclasses.is_dataclass(annotation):
+            values[field.name] = build(annotation, options)
+        elif field.name in options:
+            value = options[field.name]
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+def build_all(options: dict[str, Any], *classes: type) -> list[Any]:
+    """The config classes of a command from its options; an option none of them knows is refused."""
+    unknown = sorted(set(options) - option_names(*classes))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)}")
+    return [build(cls, options) for cls in classes]
+
+
+NOT_OPTIONS = ("command", "config", "stage")  # parser bookkeeping; "<group>_command" too
 
 
 def read_yaml(path: str) -> Any:
@@ -74,5 +124,5 @@ def merged_options(namespace: argparse.Namespace, recipe: str | None = None) -> 
         if not isinstance(loaded, dict):
             raise ValueError(f"{recipe}: expected a mapping of option names to values")
         values.update({key.replace("-", "_"): value for key, value in loaded.items()})
-    values.update({key: value for key, value in vars(namespace).items() if key not in NOT_OPTIONS})
+    values.update({k: v for k, v in vars(namespace).items() if k not in NOT_OPTIONS and not k.endswith("_command")})
     return values

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -225,18 +225,24 @@ def _utf8(data: bytes, where: str, what: str) -> str:
 
 
 def _looks_like_hub_id(path: str) -> bool:
-    name = path.partition(":")[0]
+    name = path.partition(":")[0].partition("@")[0]
     return name.count("/") == 1 and not name.startswith((".", "/")) and Path(name).suffix == ""
 
 
+HUB_DEFAULT_SPLIT = "train"
+
+
 def _hub_records(dataset_id: str) -> Iterator[tuple[dict, str]]:
+    """Rows of a hub dataset named name, name:split or name@config:split (default split: train)."""
     try:
         import datasets
     except ImportError:
         raise DataError(f"{dataset_id}: not a local file; `pip install datasets` to read hub datasets") from None
     name, _, split = dataset_id.partition(":")
-    for number, record in enumerate(datasets.load_dataset(name, split=split or "train"), start=1):
-        yield record, f"{name}:row {number}"
+    name, _, config = name.partition("@")
+    dataset = datasets.load_dataset(name, config or None, split=split or HUB_DEFAULT_SPLIT)
+    for number, record in enumerate(dataset, start=1):
+        yield record, f"{dataset_id}:row {number}"
 
 
 def iter_samples(path: str, fields: FieldMap = FieldMap(), limit: int | None = None) -> Iterator[Sample]:
@@ -296,7 +302,9 @@ class JsonlAppender:
             if not data.endswith(b"\n"):
                 handle.truncate(data.rfind(b"\n") + 1)
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: Any) -> None:
+        """Append a row (a dict or a typed row, a dataclass) and flush it to the file at once."""
+        row = asdict(row) if is_dataclass(row) and not isinstance(row, type) else row
         self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._handle.flush()
         if row.get("status") != "error":
@@ -368,27 +376,50 @@ class ProblemRow:
     gold: str | None
 
 
-def read_problems(path: str, fields: FieldMap = FieldMap(), limit: int | None = None) -> list[ProblemRow]:
-    """Problems with gold answers from a file or dataset (no traces needed)."""
+ORGANISM_PROBLEMS = ("organism", "organism:test", "organism:train")
+ORGANISM_DEFAULT_COUNT = 500
+
+
+def read_problems(
+    source: str,
+    fields: FieldMap = FieldMap(),
+    limit: int | None = None,
+    seed: int = 0,
+    gold: Callable[[Any], str | None] | None = None,
+    require_gold: bool = True,
+    id_prefix: str | None = None,
+) -> list[ProblemRow]:
+    """Problems with gold answers: the one reader for problem sets. `source` is 'organism' (held-out),
+    'organism:train', a file, or a hub id (name, name:split or name@config:split). `gold` turns a stored
+    answer into text; without `require_gold`, rows lacking one come back with gold None. With `id_prefix`,
+    problems are named prefix-N by their row number instead of by an id field."""
+    if source in ORGANISM_PROBLEMS:
+        from retrosearch.organism.task import sample_problems
+
+        split = "train" if source.endswith(":train") else "test"
+        chosen = sample_problems(split, limit or ORGANISM_DEFAULT_COUNT, seed=seed)
+        return [ProblemRow(p.id, p.text, str(p.answer)) for p in chosen]
     problems: list[ProblemRow] = []
-    for number, (record, source) in enumerate(read_records(path), start=1):
+    for number, (record, where) in enumerate(read_records(source), start=1):
         if limit is not None and len(problems) >= limit:
             break
         if not isinstance(record, dict):
-            raise DataError(f"{source}: expected a JSON object per row, got {type(record).__name__}")
-        problem_field = _field(record, fields.problem, PROBLEM_FIELDS, source, "--problem-field")
+            raise DataError(f"{where}: expected a JSON object per row, got {type(record).__name__}")
+        problem_field = _field(record, fields.problem, PROBLEM_FIELDS, where, "--problem-field")
         if problem_field is None or not isinstance(record[problem_field], str):
-            raise DataError(f"{source}: no problem text (looked for {', '.join(PROBLEM_FIELDS)}); use --problem-field")
-        answer_field = _field(record, fields.answer, ANSWER_FIELDS, source, "--answer-field")
-        gold = _gold_text(record[answer_field]) if answer_field else None
-        if gold is None and isinstance(record.get("solution"), str):
-            gold = extract_answer(record["solution"])
-        if gold is None:
-            raise DataError(f"{source}: no gold answer (looked for {', '.join(ANSWER_FIELDS)}); use --answer-field")
-        problem_id = _record_id(record, fields, source, f"problem-{number}")
-        problems.append(ProblemRow(problem_id, record[problem_field], gold))
+            raise DataError(f"{where}: no problem text (looked for {', '.join(PROBLEM_FIELDS)}); use --problem-field")
+        answer_field = _field(record, fields.answer, ANSWER_FIELDS, where, "--answer-field")
+        answer = None
+        if answer_field is not None:
+            answer = (gold or _gold_text)(record[answer_field])
+        elif isinstance(record.get("solution"), str):
+            answer = extract_answer(record["solution"])
+        if answer is None and require_gold:
+            raise DataError(f"{where}: no gold answer (looked for {', '.join(ANSWER_FIELDS)}); use --answer-field")
+        problem_id = f"{id_prefix}-{number}" if id_prefix else _record_id(record, fields, where, f"problem-{number}")
+        problems.append(ProblemRow(problem_id, record[problem_field], answer))
     if not problems:
-        raise DataError(f"{path}: no problems found")
+        raise DataError(f"{source}: no problems found")
     return problems
 
 

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from retrosearch.engines import EngineConfig, load_engine
+from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
+from retrosearch.executors import ExecutorConfig
 from retrosearch.generate import TRACES_FILE, GenerateConfig, generate
 from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.tables import print_table
 
 ORGANISM_MAX_TOKENS = 400
 
@@ -26,24 +27,26 @@ def demo(output: str = "runs/demo", problems: int = 128, seed: int = 0, overwrit
     root = Path(output)
     engine_config = EngineConfig(model="organism")
     engine = load_engine(engine_config)
+    sampling = SamplingConfig(max_new_tokens=ORGANISM_MAX_TOKENS, seed=seed)
     generated = generate(
         GenerateConfig(
             problems="organism",
             output=str(root / "generate"),
             limit=problems,
             keep_correct=True,
-            max_new_tokens=ORGANISM_MAX_TOKENS,
-            seed=seed,
+            sampling=sampling,
             overwrite=overwrite,
         ),
         engine_config,
+        ExecutorConfig(),
         engine=engine,
         quiet=True,
     )
     revised = revise(
         ReviseConfig(input=str(root / "generate" / TRACES_FILE), output=str(root / "revise"), overwrite=overwrite),
-        RetroSearchConfig(max_new_tokens=ORGANISM_MAX_TOKENS, seed=seed),
+        RetroSearchConfig(sampling=sampling),
         engine_config,
+        ExecutorConfig(),
         engine=engine,
         quiet=True,
     )
@@ -60,26 +63,22 @@ def demo(output: str = "runs/demo", problems: int = 128, seed: int = 0, overwrit
         "wall_seconds": time.monotonic() - started,
         "output": str(root),
     }
-    table = Table(title="retrosearch demo — the organism revises its own correct traces")
-    for column in (
-        "traces",
-        "revised",
-        "tokens before → after",
-        "switches before → after",
-        "generated tokens",
-        "wall time",
-    ):
-        table.add_column(column, justify="right")
-    table.add_row(
-        f"{summary['traces']} correct of {summary['problems']}",
-        str(summary["revised"]),
-        f"{summary['tokens_before_mean']:.1f} → {summary['tokens_after_mean']:.1f}",
-        f"{summary['switches_before_mean']:.2f} → {summary['switches_after_mean']:.2f}",
-        f"{summary['generated_tokens']:,}",
-        f"{summary['wall_seconds']:.1f} s",
-    )
     console = Console()
-    console.print(table)
+    print_table(
+        "retrosearch demo — the organism revises its own correct traces",
+        ("traces", "revised", "tokens before → after", "switches before → after", "generated tokens", "wall time"),
+        [
+            (
+                f"{summary['traces']} correct of {summary['problems']}",
+                summary["revised"],
+                f"{summary['tokens_before_mean']:.1f} → {summary['tokens_after_mean']:.1f}",
+                f"{summary['switches_before_mean']:.2f} → {summary['switches_after_mean']:.2f}",
+                f"{summary['generated_tokens']:,}",
+                f"{summary['wall_seconds']:.1f} s",
+            )
+        ],
+        console,
+    )
     console.print(
         f"outputs: {root / 'generate'} (traces), {root / 'revise'} (revised.jsonl, summary.json, manifest.json)"
     )

@@ -1,12 +1,13 @@
-"""`revise --ray`: the same revision over a pool of Ray actors, each owning one engine.
+"""The Ray executor (`--ray`): a pool of actors, each owning one engine, for any generating stage.
 
-The pending samples are read lazily and go, in blocks of `--concurrency`, to `--replicas` actors (each with
-`--gpus-per-replica` GPUs and its own engine); an actor revises a block with the same per-sample work as a
-single process, and the driver appends a block's rows the moment it is back (the file is put in input order
-when the run ends), so nothing waits for the whole dataset or for a slow block, and a rerun resumes. Every
-sample's sampling depends only on its own seeds, so the rows are the ones a single process writes. An actor
-that dies is replaced and its block given out again; rows only reach the file from finished blocks, so nothing
-is lost or written twice.
+Pending items are read lazily and go, in blocks of `--concurrency`, to `--replicas` actors (each with
+`--gpus-per-replica` GPUs and its own engine, loaded once for the actor's life and kept across the stage
+runs of one command); an actor runs a block with the stage's own worker, built from its picklable spec, and
+the driver appends a block's rows the moment it is back (the stage puts the file in input order when the run
+ends), so nothing waits for the whole dataset or for a slow block, and a rerun resumes. Sampling depends only
+on each item's own seeds, so the rows are the ones a single process writes. An actor that dies is replaced
+and its block given out again; rows only reach the file from finished blocks, so nothing is lost or written
+twice. This module knows no stage.
 
 The pool is plain Ray actors rather than Ray Data's `map_batches` actor pool: with Ray 2.60, killing one
 of its actors left that actor's blocks pending until the 30-minute no-progress timeout (seen here), with
@@ -17,128 +18,136 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm import tqdm
 
-from retrosearch.data import JsonlAppender, Sample
-from retrosearch.runner import RunStats, row_or_error
+from retrosearch.data import JsonlAppender
+from retrosearch.engines import EngineConfig
+from retrosearch.executors.base import Executor, ExecutorConfig, Worker, WorkerSpec
+from retrosearch.runner import HasId, RunStats, row_or_error
 
-if TYPE_CHECKING:
-    from retrosearch.engines import EngineConfig
-    from retrosearch.revise import ReviseConfig
-    from retrosearch.search.retro_search import RetroSearchConfig
+MAX_REPLACEMENTS = 8  # actors that may die in one run before it gives up
 
 
-class ReviseActor:
-    """One engine and one Reviser, kept for the actor's life; revises a block of samples at a time."""
+class EngineActor:
+    """One engine for the actor's life; the worker of the stage run it serves, rebuilt when the run changes."""
 
-    def __init__(self, configs: tuple[EngineConfig, RetroSearchConfig, ReviseConfig], threads: int) -> None:
+    def __init__(self, engine_config: EngineConfig, threads: int) -> None:
         import torch
 
         from retrosearch.engines import load_engine
-        from retrosearch.revise import Reviser
 
         torch.set_num_threads(threads)
-        engine_config, search, config = configs
-        self.reviser = Reviser.on(load_engine(engine_config), search, config)
+        self.engine = load_engine(engine_config)
+        self.spec: WorkerSpec | None = None
+        self.worker: Worker | None = None
 
-    def revise(self, block: list[Sample]) -> list[dict[str, Any]]:
-        """Rows for a block of samples, all in flight at once on this actor's engine."""
+    def work(self, spec: WorkerSpec, block: list[HasId]) -> list[dict[str, Any]]:
+        """Rows for a block of items, all in flight at once on this actor's engine."""
+        if spec != self.spec or self.worker is None:
+            self.spec, self.worker = spec, spec.on(self.engine)
+        worker = self.worker
 
         async def run() -> list[dict[str, Any]]:
-            return list(await asyncio.gather(*(row_or_error(self.reviser, sample) for sample in block)))
+            return list(await asyncio.gather(*(row_or_error(worker, item) for item in block)))
 
         return asyncio.run(run())
 
 
-def revise_on_ray(
-    samples: Iterable[Sample],
-    total: int,
-    output: JsonlAppender,
-    configs: tuple[EngineConfig, RetroSearchConfig, ReviseConfig],
-    address: str | None,
-    replicas: int,
-    gpus_per_replica: float,
-    block_size: int,
-    max_replacements: int = 8,
-) -> RunStats:
-    """Revise on `replicas` actors; blocks are read from `samples` only as actors free up, and each block's
-    rows are written as it finishes."""
-    import ray
+class RayExecutor(Executor):
+    def __init__(self, engine_config: EngineConfig, config: ExecutorConfig) -> None:
+        super().__init__(engine_config, config)
+        self.actors: list[Any] = []
+        self.idle: list[Any] = []
 
-    stats = RunStats()
-    progress = tqdm(total=total, desc="revise (ray)", unit="sample")
+    def _new_actor(self) -> Any:
+        import ray
 
-    def fresh_blocks() -> Iterator[list[Sample]]:
-        block: list[Sample] = []
-        for sample in samples:
-            if sample.id in output.done:  # finished by an earlier run of the same command
-                stats.skipped_existing += 1
-                progress.update(1)
-                continue
-            block.append(sample)
-            if len(block) == block_size:
-                yield block
-                block = []
-        if block:
-            yield block
-
-    source = fresh_blocks()
-    blocks: dict[int, list[Sample]] = {}  # given out and not yet written
-    again: list[int] = []  # blocks of actors that died
-    made = 0
-
-    def next_block_index() -> int | None:
-        nonlocal made
-        if again:
-            return again.pop(0)
-        block = next(source, None)
-        if block is None:
-            return None
-        blocks[made] = block
-        made += 1
-        return made - 1
-
-    actors: list[Any] = []
-
-    def new_actor() -> Any:
-        if not actors:
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
+        if not self.actors:
+            ray.init(
+                address=self.config.address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False
+            )
+        replicas, gpus = self.config.replicas, self.config.gpus_per_replica
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // replicas)
-        threads = 1 if gpus_per_replica else cpus
-        options = {"num_gpus": gpus_per_replica, "num_cpus": 0 if gpus_per_replica else cpus / 2}
-        actors.append(ray.remote(**options)(ReviseActor).remote(configs, threads))
-        return actors[-1]
+        options = {"num_gpus": gpus, "num_cpus": 0 if gpus else cpus / 2}
+        self.actors.append(ray.remote(**options)(EngineActor).remote(self.engine_config, 1 if gpus else cpus))
+        return self.actors[-1]
 
-    idle: list[Any] = []
-    running: dict[Any, tuple[int, Any]] = {}  # future -> (block index, actor)
-    replaced = 0
-    try:
-        while True:
-            while len(running) < replicas and (index := next_block_index()) is not None:
-                actor = idle.pop() if idle else new_actor()
-                running[actor.revise.remote(blocks[index])] = (index, actor)
-            if not running:
-                break
-            (done,), _ = ray.wait(list(running), num_returns=1)
-            index, actor = running.pop(done)
-            try:
-                rows = ray.get(done)
-            except ray.exceptions.RayActorError as error:
-                replaced += 1
-                if replaced > max_replacements:
-                    raise RuntimeError(f"{replaced} Ray actors died; the last said: {error}") from None
-                progress.write(f"a Ray actor died; its block of {len(blocks[index])} samples runs again")
-                again.insert(0, index)
-                continue
-            idle.append(actor)
-            for row in rows:  # on disk as soon as the block is back; put in input order when the run ends
-                output.write(row)
-                progress.update(1)
-            del blocks[index]
-    finally:
-        progress.close()
-        for actor in actors:
-            ray.kill(actor)
-    return stats
+    def run(
+        self, spec: WorkerSpec, items: Iterable[HasId], total: int, output: JsonlAppender, description: str
+    ) -> RunStats:
+        """Blocks are read from `items` only as actors free up; each block's rows are written as it finishes."""
+        import ray
+
+        stats = RunStats()
+        progress = tqdm(total=total, desc=f"{description} (ray)", unit="sample")
+
+        def fresh_blocks() -> Iterator[list[HasId]]:
+            block: list[HasId] = []
+            for item in items:
+                if item.id in output.done:  # finished by an earlier run of the same command
+                    stats.skipped_existing += 1
+                    progress.update(1)
+                    continue
+                block.append(item)
+                if len(block) == self.concurrency:
+                    yield block
+                    block = []
+            if block:
+                yield block
+
+        source = fresh_blocks()
+        blocks: dict[int, list[HasId]] = {}  # given out and not yet written
+        again: list[int] = []  # blocks of actors that died
+        made = 0
+
+        def next_block_index() -> int | None:
+            nonlocal made
+            if again:
+                return again.pop(0)
+            block = next(source, None)
+            if block is None:
+                return None
+            blocks[made] = block
+            made += 1
+            return made - 1
+
+        running: dict[Any, tuple[int, Any]] = {}  # future -> (block index, actor)
+        replaced = 0
+        try:
+            while True:
+                while len(running) < self.config.replicas and (index := next_block_index()) is not None:
+                    actor = self.idle.pop() if self.idle else self._new_actor()
+                    running[actor.work.remote(spec, blocks[index])] = (index, actor)
+                if not running:
+                    break
+                (done,), _ = ray.wait(list(running), num_returns=1)
+                index, actor = running.pop(done)
+                try:
+                    rows = ray.get(done)
+                except ray.exceptions.RayActorError as error:
+                    replaced += 1
+                    self.actors.remove(actor)
+                    if replaced > MAX_REPLACEMENTS:
+                        raise RuntimeError(f"{replaced} Ray actors died; the last said: {error}") from None
+                    progress.write(f"a Ray actor died; its block of {len(blocks[index])} samples runs again")
+                    again.insert(0, index)
+                    continue
+                self.idle.append(actor)
+                for row in rows:  # on disk as soon as the block is back; put in input order when the run ends
+                    output.write(row)
+                    progress.update(1)
+                del blocks[index]
+        finally:
+            progress.close()
+        return stats
+
+    def close(self) -> None:
+        if self.actors:
+            import ray
+
+            for actor in self.actors:
+                ray.kill(actor)
+            self.actors.clear()
+            self.idle.clear()

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.data import DataError, read_records, write_json, write_jsonl
-from retrosearch.engines import Engine, EngineConfig, load_engine
-from retrosearch.generate import SAMPLES_FILE, GenerateConfig, generate
+from retrosearch.config import option
+from retrosearch.data import FieldMap, ProblemRow, read_problems, write_jsonl
+from retrosearch.engines import Engine, EngineConfig, SamplingConfig
+from retrosearch.executors import ExecutorConfig, make_executor
+from retrosearch.generate import SAMPLES_FILE, GenerateConfig, SampleRow, generate_stage
+from retrosearch.runner import ErrorRow
+from retrosearch.stages.folder import RunFolder, config_payload
+from retrosearch.stages.template import read_rows, run_once, run_rows
+from retrosearch.tables import markdown
+
+PROBLEMS_FILE = "problems.jsonl"
 
 
 @dataclass(frozen=True)
@@ -50,16 +57,15 @@ ALL = (*BENCHMARKS, "organism")
 
 @dataclass(frozen=True)
 class EvalConfig:
-    benchmarks: tuple[str, ...] = ("organism",)  # names, or "all" (the seven math benchmarks)
-    output: str = "runs/eval"
-    data_dir: str | None = None  # local copies laid out as <data_dir>/<name>/test.jsonl
-    samples: int = 4  # k samples per problem
-    limit: int | None = None  # first N problems of each benchmark (organism default: 500)
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 32768
-    seed: int = 0
-    overwrite: bool = False
+    benchmarks: tuple[str, ...] = option(
+        ("organism",), "benchmark names (" + " ".join(ALL) + ") or all (the seven math benchmarks)"
+    )
+    output: str = option("runs/eval", "run folder (rerunning the same command resumes it)")
+    data_dir: str | None = option(None, "local benchmark copies laid out as DIR/<name>/test.jsonl (default: hub ids)")
+    samples: int = option(4, "k samples per problem")
+    limit: int | None = option(None, "only the first N problems of each benchmark (organism default: 500)")
+    sampling: SamplingConfig = option(SamplingConfig(), "sampling settings")
+    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
 
 
 def gold_answer(benchmark: str, value: Any) -> str:
@@ -73,45 +79,22 @@ def gold_answer(benchmark: str, value: Any) -> str:
     return str(value).strip()
 
 
-def load_benchmark(name: str, data_dir: str | None, limit: int | None) -> tuple[list[dict[str, str]], int]:
-    """Problems of one benchmark as rows of id, problem, answer; and how many rows had no gold answer."""
+def load_benchmark(name: str, data_dir: str | None, limit: int | None, seed: int = 0) -> tuple[list[ProblemRow], int]:
+    """Problems of one benchmark; and how many rows had no gold answer (left out)."""
+    if name == "organism":
+        return read_problems("organism", limit=limit, seed=seed), 0
     spec = BENCHMARKS[name]
-    if data_dir:
-        source = str(Path(data_dir) / spec.local_dir / "test.jsonl")
-        records = read_records(source)
-    else:
-        records = _hub_rows(spec.hub_id)
-    rows, no_gold = [], 0
-    for number, (record, where) in enumerate(records, start=1):
-        if limit is not None and len(rows) >= limit:
-            break
-        if spec.problem_field not in record or spec.answer_field not in record:
-            raise DataError(f"{where}: fields '{spec.problem_field}' and '{spec.answer_field}' are expected")
-        if record[spec.answer_field] in (None, "", []):
-            no_gold += 1  # e.g. two GaoKao rows whose answer sits inside the question text
-            continue
-        rows.append(
-            {
-                "id": f"{name}-{number}",
-                "problem": str(record[spec.problem_field]),
-                "answer": gold_answer(name, record[spec.answer_field]),
-            }
-        )
-    return rows, no_gold
-
-
-def _hub_rows(hub_id: str):
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(
-            f"{hub_id}: `pip install datasets` to load benchmarks from the hub, or pass --data-dir"
-        ) from None
-    name, _, split = hub_id.partition(":")
-    name, _, config = name.partition("@")
-    dataset = datasets.load_dataset(name, config or None, split=split or "test")
-    for number, record in enumerate(dataset, start=1):
-        yield record, f"{hub_id}:row {number}"
+    source = str(Path(data_dir) / spec.local_dir / "test.jsonl") if data_dir else spec.hub_id
+    fields = FieldMap(problem=spec.problem_field, answer=spec.answer_field)
+    rows = read_problems(
+        source,
+        fields,
+        gold=lambda value: None if value in (None, "", []) else gold_answer(name, value),
+        require_gold=False,
+        id_prefix=name,
+    )
+    kept = [row for row in rows if row.gold not in (None, "")]  # e.g. GaoKao rows whose answer is in the question
+    return kept[:limit] if limit is not None else kept, len(rows) - len(kept)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -133,46 +116,40 @@ def score(correct_by_problem: Sequence[Sequence[bool]], k: int) -> dict[str, flo
     }
 
 
-def summarize_samples(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
-    failed = sum(row.get("status") == "error" for row in rows)
-    rows = [row for row in rows if row.get("status") != "error"]  # failed generations: counted, not scored
+def summarize_samples(rows: list[SampleRow | ErrorRow], k: int) -> dict[str, Any]:
+    scored = [row for row in rows if isinstance(row, SampleRow)]  # failed generations: counted, not scored
     by_problem: dict[str, list[bool]] = defaultdict(list)
-    for row in rows:
-        by_problem[row["problem_id"]].append(bool(row.get("correct")))
+    for row in scored:
+        by_problem[row.problem_id].append(row.correct)
     scores = score(list(by_problem.values()), k)
     return {
         "problems": len(by_problem),
-        "samples": len(rows),
+        "samples": len(scored),
         "accuracy": scores["avg@k"],
         "pass@k": scores["pass@k"],
-        "tokens_mean": statistics.fmean(r["tokens"] for r in rows) if rows else 0.0,
-        "switches_mean": statistics.fmean(r["switches"] for r in rows) if rows else 0.0,
-        "truncated": sum(bool(r.get("truncated")) for r in rows),
-        "failed_samples": failed,
+        "tokens_mean": statistics.fmean(r.tokens for r in scored) if scored else 0.0,
+        "switches_mean": statistics.fmean(r.switches for r in scored) if scored else 0.0,
+        "truncated": sum(r.truncated for r in scored),
+        "failed_samples": len(rows) - len(scored),
     }
 
 
-def markdown_table(model: str, results: dict[str, dict[str, Any]], k: int) -> str:
-    lines = [
-        f"| {model} | accuracy (avg@{k}) | pass@{k} | avg tokens | avg switches | truncated |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['accuracy']:.3f} | {r['pass@k']:.3f} | {r['tokens_mean']:.1f} | "
-            f"{r['switches_mean']:.2f} | {r['truncated']} |"
-        )
+def results_table(model: str, results: dict[str, dict[str, Any]], k: int) -> str:
+    """The paper's table for one model: a row per benchmark, and their average."""
+
+    def row(name: str, r: dict[str, Any]) -> list[Any]:
+        figures = (f"{r['accuracy']:.3f}", f"{r['pass@k']:.3f}", f"{r['tokens_mean']:.1f}", f"{r['switches_mean']:.2f}")
+        return [name, *figures, r["truncated"]]
+
+    rows = [row(name, r) for name, r in results.items()]
     if len(results) > 1:
         mean = {
             key: statistics.fmean(r[key] for r in results.values())
             for key in ("accuracy", "pass@k", "tokens_mean", "switches_mean")
         }
-        total = sum(r["truncated"] for r in results.values())
-        lines.append(
-            f"| average | {mean['accuracy']:.3f} | {mean['pass@k']:.3f} | {mean['tokens_mean']:.1f} | "
-            f"{mean['switches_mean']:.2f} | {total} |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append(row("average", {**mean, "truncated": sum(r["truncated"] for r in results.values())}))
+    headers = (model, f"accuracy (avg@{k})", f"pass@{k}", "avg tokens", "avg switches", "truncated")
+    return markdown(headers, rows)
 
 
 def expand(benchmarks: Sequence[str]) -> list[str]:
@@ -187,40 +164,42 @@ def expand(benchmarks: Sequence[str]) -> list[str]:
 
 
 def evaluate(
-    config: EvalConfig, engine_config: EngineConfig = EngineConfig(), engine: Engine | None = None, quiet: bool = False
+    config: EvalConfig,
+    engine_config: EngineConfig = EngineConfig(),
+    executor_config: ExecutorConfig = ExecutorConfig(),
+    engine: Engine | None = None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
+    """Sample k answers per problem of each benchmark; a rerun with the same settings, model and data resumes
+    (or, finished, returns the results at once); other settings or changed inputs are refused."""
     output = Path(config.output)
     names = expand(config.benchmarks)
-    loaded = {name: load_benchmark(name, config.data_dir, config.limit) for name in names if name != "organism"}
-    engine = engine or load_engine(engine_config)
-    results: dict[str, dict[str, Any]] = {}
-    base = GenerateConfig(
-        samples=config.samples,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        max_new_tokens=config.max_new_tokens,
-        seed=config.seed,
-        overwrite=config.overwrite,
+
+    def work(run: RunFolder) -> dict[str, Any]:
+        results: dict[str, dict[str, Any]] = {}
+        with make_executor(executor_config, engine_config, engine) as executor:
+            for name in names:
+                problems, no_gold = load_benchmark(name, config.data_dir, config.limit, config.sampling.seed)
+                folder = output / name
+                folder.mkdir(parents=True, exist_ok=True)
+                write_jsonl(folder / PROBLEMS_FILE, map(asdict, problems))
+                generate_config = GenerateConfig(
+                    problems=name, output=str(folder / "generate"), samples=config.samples, sampling=config.sampling
+                )
+                stage = generate_stage(generate_config, engine_config, problems)
+                run_rows(stage, executor, quiet=True)
+                rows = list(read_rows(folder / "generate" / SAMPLES_FILE, SampleRow, set(stage.ids)))
+                results[name] = {**summarize_samples(rows, config.samples), "left_out_no_gold": no_gold}
+        (output / "results.md").write_text(results_table(engine_config.model, results, config.samples))
+        return {"model": engine_config.model, "k": config.samples, "benchmarks": results}
+
+    return run_once(
+        "eval",
+        output,
+        config_payload(config, engine_config),
+        config.overwrite,
+        work,
+        fingerprinted=("model", "data_dir"),
+        quiet=quiet,
+        show=lambda summary: print(results_table(summary["model"], summary["benchmarks"], summary["k"]), end=""),
     )
-    for name in names:
-        folder = output / name
-        no_gold = 0
-        if name == "organism":
-            stage = replace(base, problems="organism", output=str(folder), limit=config.limit or 500)
-        else:
-            problems, no_gold = loaded[name]
-            folder.mkdir(parents=True, exist_ok=True)
-            write_jsonl(folder / "problems.jsonl", problems)
-            stage = replace(base, problems=str(folder / "problems.jsonl"), output=str(folder / "generate"))
-        generate(stage, engine_config, engine=engine, quiet=True)
-        samples_path = Path(stage.output) / SAMPLES_FILE
-        rows = [json.loads(line) for line in samples_path.read_text().splitlines()]
-        results[name] = {**summarize_samples(rows, config.samples), "left_out_no_gold": no_gold}
-    table = markdown_table(engine_config.model, results, config.samples)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "results.md").write_text(table)
-    summary = {"model": engine_config.model, "k": config.samples, "benchmarks": results}
-    write_json(output / "summary.json", summary)
-    if not quiet:
-        print(table)
-    return summary

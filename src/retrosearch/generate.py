@@ -4,48 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from retrosearch.answers import default_checker, extract_answer
-from retrosearch.data import (
-    FieldMap,
-    JsonlAppender,
-    ProblemRow,
-    read_jsonl,
-    read_problems,
-    write_in_order,
-    write_jsonl,
-)
-from retrosearch.engines import Engine, EngineConfig, Request, load_engine
-from retrosearch.rundir import config_payload, now, open_run, print_summary, save_summary, write_manifest
-from retrosearch.runner import error_ids, run_items
+from retrosearch.config import option
+from retrosearch.data import FieldMap, ProblemRow, read_problems, write_jsonl
+from retrosearch.engines import Engine, EngineConfig, Request, SamplingConfig
+from retrosearch.executors import Executor, ExecutorConfig, WorkerSpec, make_executor
+from retrosearch.runner import ErrorRow, error_ids
 from retrosearch.search.retro_search import derive_seed
+from retrosearch.stages.folder import config_payload
+from retrosearch.stages.template import RowStage, run_rows
 from retrosearch.trace import KeywordMatcher, parse
 
 SAMPLES_FILE = "samples.jsonl"
 TRACES_FILE = "traces.jsonl"
-SPEED_ONLY = ("batch_size", "device", "concurrency", "overwrite")
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    problems: str = "organism"  # "organism" (held-out), "organism:train", or a file / dataset id
-    output: str = "runs/generate"
-    samples: int = 1  # traces per problem
-    keep_correct: bool = False  # traces.jsonl holds only correct traces
-    limit: int | None = None  # first N problems (organism: N problems; default 500)
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 32768
-    seed: int = 0
-    overwrite: bool = False
-    concurrency: int = 0
-    problem_field: str | None = None
-    answer_field: str | None = None
-    id_field: str | None = None
+    problems: str = option(
+        "organism", "'organism' (held-out set), 'organism:train', or a file / dataset id (name@config:split)"
+    )
+    output: str = option("runs/generate", "run folder (rerunning the same command resumes it)")
+    samples: int = option(1, "traces per problem")
+    keep_correct: bool = option(False, "traces.jsonl keeps only the correct traces")
+    limit: int | None = option(None, "only the first N problems (organism: N problems; default 500)")
+    sampling: SamplingConfig = option(SamplingConfig(), "sampling settings")
+    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+    problem_field: str | None = option(None, "field holding the problem text")
+    answer_field: str | None = option(None, "field holding the gold answer")
+    id_field: str | None = option(None, "field holding a unique problem id")
 
 
 @dataclass
@@ -55,101 +46,132 @@ class Job:
     sample_index: int
 
 
-def load_problems(config: GenerateConfig) -> list[ProblemRow]:
-    if config.problems in ("organism", "organism:test", "organism:train"):
-        from retrosearch.organism.task import sample_problems
+@dataclass
+class SampleRow:
+    """One sampled trace: a row of samples.jsonl (and of traces.jsonl)."""
 
-        split = "train" if config.problems.endswith(":train") else "test"
-        chosen = sample_problems(split, config.limit or 500, seed=config.seed)
-        return [ProblemRow(p.id, p.text, str(p.answer)) for p in chosen]
+    id: str
+    problem_id: str
+    sample: int
+    problem: str
+    answer: str | None
+    response: str
+    predicted: str | None
+    correct: bool
+    truncated: bool
+    tokens: int
+    switches: int
+
+
+class Sampler:
+    """One job in, one sampled and checked trace out."""
+
+    def __init__(self, engine: Engine, sampling: SamplingConfig) -> None:
+        self.engine = engine
+        self.sampling = sampling
+        self.checker = default_checker()
+        self.matcher = KeywordMatcher()
+        self.correct = 0
+
+    def progress(self) -> dict[str, Any]:
+        return {"correct": self.correct}
+
+    async def __call__(self, job: Job) -> SampleRow:
+        prompt_ids = tuple(self.engine.encode(self.engine.chat_prompt(job.problem.problem)))
+        request = Request(
+            prompt_ids=prompt_ids,
+            max_new_tokens=self.sampling.max_new_tokens,
+            temperature=self.sampling.temperature,
+            top_p=self.sampling.top_p,
+            seed=derive_seed(self.sampling.seed, job.problem.id, job.sample_index),
+        )
+        (completion,) = await self.engine.generate([request])
+        trace = parse(completion.text)
+        answer = extract_answer(trace.solution)
+        correct = await asyncio.to_thread(self.checker.is_correct, job.problem.gold, answer)
+        self.correct += correct
+        return SampleRow(
+            id=job.id,
+            problem_id=job.problem.id,
+            sample=job.sample_index,
+            problem=job.problem.problem,
+            answer=job.problem.gold,
+            response=completion.text,
+            predicted=answer,
+            correct=correct,
+            truncated=completion.finish_reason == "length",
+            tokens=len(completion.token_ids),
+            switches=trace.stats(self.matcher).switches,
+        )
+
+
+def load_problems(config: GenerateConfig) -> list[ProblemRow]:
     fields = FieldMap(problem=config.problem_field, answer=config.answer_field, id=config.id_field)
-    return read_problems(config.problems, fields, config.limit)
+    return read_problems(config.problems, fields, config.limit, seed=config.sampling.seed)
+
+
+def kept_traces(rows: list[SampleRow | ErrorRow], keep_correct: bool) -> list[SampleRow]:
+    """The rows of traces.jsonl: every finished sample, or only the correct ones."""
+    return [row for row in rows if isinstance(row, SampleRow) and (row.correct or not keep_correct)]
+
+
+def summarize(rows: list[SampleRow | ErrorRow], problems: int, keep_correct: bool) -> dict[str, Any]:
+    finished = [row for row in rows if isinstance(row, SampleRow)]
+    return {
+        "problems": problems,
+        "samples": len(rows),
+        "correct": sum(r.correct for r in finished),
+        "accuracy": statistics.fmean(r.correct for r in finished) if finished else 0.0,
+        "truncated": sum(r.truncated for r in finished),
+        "errors": len(rows) - len(finished),
+        "error_ids": error_ids(rows),
+        "traces_written": len(kept_traces(rows, keep_correct)),
+        "tokens_mean": statistics.fmean(r.tokens for r in finished) if finished else 0.0,
+        "switches_mean": statistics.fmean(r.switches for r in finished) if finished else 0.0,
+        "generated_tokens": sum(r.tokens for r in finished),
+    }
+
+
+def generate_stage(
+    config: GenerateConfig, engine_config: EngineConfig, problems: list[ProblemRow] | None = None
+) -> RowStage[SampleRow]:
+    """The generate run as the template's parts; eval runs one per benchmark, giving the problems it loaded
+    (then `config.problems` only names them)."""
+    output = Path(config.output)
+    problems = load_problems(config) if problems is None else problems
+    jobs = [Job(f"{p.id}#{k}", p, k) for p in problems for k in range(config.samples)]
+
+    def write_traces(rows: list[SampleRow | ErrorRow]) -> None:
+        write_jsonl(output / TRACES_FILE, map(asdict, kept_traces(rows, config.keep_correct)))
+
+    return RowStage(
+        name="generate",
+        folder=output,
+        payload=config_payload(config, engine_config),
+        overwrite=config.overwrite,
+        rows_file=SAMPLES_FILE,
+        row_type=SampleRow,
+        ids=[job.id for job in jobs],
+        items=lambda: jobs,
+        worker=WorkerSpec(Sampler, (config.sampling,)),
+        summarize=lambda rows: summarize(rows, len(problems), config.keep_correct),
+        facts={"problems": config.problems},
+        counts=("samples", "correct", "errors"),
+        finish=write_traces,
+    )
 
 
 def generate(
     config: GenerateConfig,
     engine_config: EngineConfig = EngineConfig(),
+    executor_config: ExecutorConfig = ExecutorConfig(),
     engine: Engine | None = None,
     quiet: bool = False,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
-    output = Path(config.output)
-    problems = load_problems(config)
-    payload = config_payload(config, engine_config)
-    with open_run(output, payload, config.overwrite, SPEED_ONLY) as digest:
-        started_at, started = now(), time.monotonic()
-        engine = engine or load_engine(engine_config)
-        checker = default_checker()
-        matcher = KeywordMatcher()
-        jobs = [Job(f"{p.id}#{k}", p, k) for p in problems for k in range(config.samples)]
-        correct_so_far = 0
-
-        async def work(job: Job) -> dict[str, Any]:
-            nonlocal correct_so_far
-            prompt_ids = tuple(engine.encode(engine.chat_prompt(job.problem.problem)))
-            request = Request(
-                prompt_ids=prompt_ids,
-                max_new_tokens=config.max_new_tokens,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                seed=derive_seed(config.seed, job.problem.id, job.sample_index),
-            )
-            (completion,) = await engine.generate([request])
-            answer = extract_answer(parse(completion.text).solution)
-            correct = await asyncio.to_thread(checker.is_correct, job.problem.gold, answer)
-            correct_so_far += correct
-            stats = parse(completion.text).stats(matcher)
-            return {
-                "id": job.id,
-                "problem_id": job.problem.id,
-                "sample": job.sample_index,
-                "problem": job.problem.problem,
-                "answer": job.problem.gold,
-                "response": completion.text,
-                "predicted": answer,
-                "correct": correct,
-                "truncated": completion.finish_reason == "length",
-                "tokens": len(completion.token_ids),
-                "switches": stats.switches,
-            }
-
-        appender = JsonlAppender(output / SAMPLES_FILE)
-        extra = {"model": engine.model_id, "model_revision": engine.revision, "problems": config.problems}
-        write_manifest(output, payload, digest, {**extra, "started": started_at, "finished": None})
-        concurrency = config.concurrency or 2 * engine_config.batch_size
-        try:
-            stats = asyncio.run(
-                run_items(jobs, len(jobs), work, appender, concurrency, "generate", lambda: {"correct": correct_so_far})
-            )
-        finally:
-            appender.close()
-        write_in_order(output / SAMPLES_FILE, [job.id for job in jobs])
-        ids = {job.id for job in jobs}
-        rows = [row for row in read_jsonl(output / SAMPLES_FILE) if row["id"] in ids]
-        kept = [row for row in rows if row.get("correct")] if config.keep_correct else rows
-        write_jsonl(output / TRACES_FILE, [row for row in kept if row.get("status") != "error"])
-        finished = [row for row in rows if row.get("status") != "error"]
-        summary = {
-            "problems": len(problems),
-            "samples": len(rows),
-            "correct": sum(bool(r.get("correct")) for r in finished),
-            "accuracy": statistics.fmean(bool(r.get("correct")) for r in finished) if finished else 0.0,
-            "truncated": sum(bool(r.get("truncated")) for r in finished),
-            "errors": len(rows) - len(finished),
-            "error_ids": error_ids(rows),
-            "traces_written": len(kept),
-            "tokens_mean": statistics.fmean(r["tokens"] for r in finished) if finished else 0.0,
-            "switches_mean": statistics.fmean(r["switches"] for r in finished) if finished else 0.0,
-            "generated_tokens": sum(r["tokens"] for r in finished),
-            "wall_seconds": time.monotonic() - started,
-            "resumed_samples": stats.skipped_existing,
-        }
-        save_summary(output, summary)
-        write_manifest(
-            output,
-            payload,
-            digest,
-            {**extra, "started": started_at, "finished": now(), "wall_seconds": summary["wall_seconds"]},
-        )
-        if not quiet:
-            print_summary(f"retrosearch generate — {output}", summary)
-        return summary
+    """Sample `config.samples` traces per problem into `config.output`; returns the summary."""
+    stage = generate_stage(config, engine_config)
+    if executor is not None:
+        return run_rows(stage, executor, quiet)
+    with make_executor(executor_config, engine_config, engine) as made:
+        return run_rows(stage, made, quiet)

@@ -6,65 +6,83 @@ import asyncio
 import itertools
 import json
 import statistics
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from retrosearch.answers import Verdict, default_checker, extract_answer
+from retrosearch.config import option
 from retrosearch.data import (
     FieldMap,
-    JsonlAppender,
     Sample,
     iter_samples,
-    read_jsonl,
     sample_ids,
     with_response,
-    write_in_order,
     write_json,
     write_jsonl,
 )
-from retrosearch.engines import Engine, EngineConfig, load_engine
-from retrosearch.rundir import (
-    MANIFEST,
-    SUMMARY,
-    RunError,
-    config_payload,
-    now,
-    open_run,
-    print_summary,
-    save_summary,
-    without,
-    write_manifest,
-)
-from retrosearch.runner import RunStats, error_ids, run_items
+from retrosearch.engines import Engine, EngineConfig
+from retrosearch.executors import Executor, ExecutorConfig, WorkerSpec, make_executor
+from retrosearch.runner import ErrorRow, error_ids
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
+from retrosearch.stages.folder import MANIFEST, SUMMARY, RunError, config_payload, differing_keys, without
+from retrosearch.stages.template import SPEED_ONLY, RowStage, read_rows, run_rows
+from retrosearch.tables import print_figures
 from retrosearch.trace import Trace, parse
 
 OUTPUT_FILE = "revised.jsonl"
-SPEED_ONLY = ("batch_size", "device", "concurrency", "overwrite", "ray", "address", "replicas", "gpus_per_replica")
 
 
 @dataclass(frozen=True)
 class ReviseConfig:
-    input: str = ""
-    output: str = "runs/revise"
-    limit: int | None = None
-    shard: str | None = None  # "i/n": only input positions p with p % n == i (job arrays; `retrosearch merge`)
-    overwrite: bool = False
-    concurrency: int = 0  # samples in flight; 0 = twice the engine's batch size
-    problem_field: str | None = None
-    answer_field: str | None = None
-    trace_field: str | None = None
-    id_field: str | None = None
-    gold_from_trace: bool = False
-    max_input_tokens: int | None = None  # skip longer traces (reason "too long")
-    ray: bool = False  # spread the work over a pool of Ray actors (one engine each)
-    address: str | None = None  # Ray cluster address (default: start a local one, or RAY_ADDRESS)
-    replicas: int = 1  # Ray actors, each with its own engine
-    gpus_per_replica: float = 0.0
+    input: str = option("", "traces: JSONL, JSON, Parquet or a Hugging Face dataset id (name or name:split)")
+    output: str = option("runs/revise", "run folder (rerunning the same command resumes it)")
+    limit: int | None = option(None, "only the first N samples")
+    shard: str | None = option(
+        None, "i/n: revise only input positions p with p % n == i (a job array; then `retrosearch merge`)"
+    )
+    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+    problem_field: str | None = option(None, "field holding the problem text")
+    answer_field: str | None = option(None, "field holding the gold answer")
+    trace_field: str | None = option(None, "field holding the trace (model response)")
+    id_field: str | None = option(None, "field holding a unique sample id")
+    gold_from_trace: bool = option(False, "the dataset holds only correct traces: take each trace's answer as gold")
+    max_input_tokens: int | None = option(
+        None, "skip traces longer than this many tokens (the model's context is always a limit)"
+    )
+
+
+@dataclass
+class RevisedRow:
+    """One sample after Retro-Search: a row of revised.jsonl."""
+
+    id: str
+    problem: str
+    gold: str | None
+    format: str
+    original: str
+    tokens_before: int
+    steps_before: int
+    thoughts_before: int
+    switches_before: int
+    revised: str
+    tokens_after: int
+    steps_after: int
+    thoughts_after: int
+    switches_after: int
+    revisions: list[dict[str, Any]]
+    rollouts: int
+    generated_tokens: int
+    status: str  # revised, unchanged or skipped
+    reason: str
+    record: dict[str, Any]  # the input record with its trace replaced by the revised one
+
+    @staticmethod
+    def is_one(record: dict[str, Any]) -> bool:
+        """Whether a record read from some file is a row of revised.jsonl."""
+        return {"original", "revised", "status", "record"} <= set(record)
 
 
 class Reviser:
@@ -89,45 +107,36 @@ class Reviser:
         checker = default_checker()
         return cls(engine, RetroSearch(engine, checker.is_correct, search), config, checker.check)
 
-    def _stats(self, text: str, suffix: str) -> dict[str, Any]:
-        trace = parse(text)
-        stats = trace.stats(self.search.matcher)
-        return {
-            f"tokens_{suffix}": self.engine.count_tokens(text),
-            f"steps_{suffix}": stats.steps,
-            f"thoughts_{suffix}": stats.thoughts,
-            f"switches_{suffix}": stats.switches,
-        }
+    def progress(self) -> dict[str, Any]:
+        return {"accepted": self.accepted}
 
-    async def __call__(self, sample: Sample) -> dict[str, Any]:
+    def _stats(self, text: str) -> tuple[int, int, int, int]:
+        """tokens, steps, thoughts, switches"""
+        stats = parse(text).stats(self.search.matcher)
+        return self.engine.count_tokens(text), stats.steps, stats.thoughts, stats.switches
+
+    async def __call__(self, sample: Sample) -> RevisedRow:
         trace = parse(sample.response)
-        row: dict[str, Any] = {
-            "id": sample.id,
-            "problem": sample.problem,
-            "gold": sample.gold,
-            "format": trace.format.name,
-            "original": sample.response,
-            **self._stats(sample.response, "before"),
-        }
-        reason = await self._skip_reason(trace, sample, row)
+        before = self._stats(sample.response)
+        reason = await self._skip_reason(trace, sample, before[0])
         if reason is not None:
             status = "unchanged" if reason == "no thought switch" else "skipped"
-            return self._finish(row, sample, sample.response, status, reason, [], 0, 0)
+            return self._row(sample, before, sample.response, status, reason, [], 0, 0)
         result = await self.search.revise(sample.id, sample.problem, sample.gold or "", trace)
         revised = result.trace.render()
         self.accepted += len(result.revisions)
         status = "revised" if result.revisions else "unchanged"
         reason = "shorter correct rollout accepted" if result.revisions else "no rollout was correct and shorter"
         revisions = [asdict(r) for r in result.revisions]
-        return self._finish(row, sample, revised, status, reason, revisions, result.rollouts, result.generated_tokens)
+        return self._row(sample, before, revised, status, reason, revisions, result.rollouts, result.generated_tokens)
 
-    async def _skip_reason(self, trace: Trace, sample: Sample, row: dict[str, Any]) -> str | None:
+    async def _skip_reason(self, trace: Trace, sample: Sample, tokens: int) -> str | None:
         context = self.engine.context_length
         if context is not None:  # decided at once: a trace the model cannot read is never searched
             prompt_tokens = self.engine.count_tokens(self.engine.chat_prompt(sample.problem))
-            if prompt_tokens + row["tokens_before"] >= context:
+            if prompt_tokens + tokens >= context:
                 return (
-                    f"too long for the model: {prompt_tokens + row['tokens_before']} tokens of prompt and trace, "
+                    f"too long for the model: {prompt_tokens + tokens} tokens of prompt and trace, "
                     f"its context holds {context}"
                 )
         if not trace.finished:
@@ -139,39 +148,40 @@ class Reviser:
         if not verdict.correct:
             return verdict.reason or "incorrect original answer"  # a check that timed out says so
         limit = self.config.max_input_tokens
-        if limit is not None and row["tokens_before"] > limit:
+        if limit is not None and tokens > limit:
             return "too long"
         if not trace.switch_indices(self.search.matcher):
             return "no thought switch"
         return None
 
-    def _finish(
+    def _row(
         self,
-        row: dict[str, Any],
         sample: Sample,
+        before: tuple[int, int, int, int],
         revised: str,
         status: str,
         reason: str,
         revisions: list[dict[str, Any]],
         rollouts: int,
         generated: int,
-    ) -> dict[str, Any]:
-        after = (
-            self._stats(revised, "after")
-            if revised != sample.response
-            else {key.replace("_before", "_after"): value for key, value in row.items() if key.endswith("_before")}
+    ) -> RevisedRow:
+        after = self._stats(revised) if revised != sample.response else before
+        return RevisedRow(
+            sample.id,
+            sample.problem,
+            sample.gold,
+            parse(sample.response).format.name,
+            sample.response,
+            *before,
+            revised,
+            *after,
+            revisions,
+            rollouts,
+            generated,
+            status,
+            reason,
+            with_response(sample, revised),
         )
-        return {
-            **row,
-            "revised": revised,
-            **after,
-            "revisions": revisions,
-            "rollouts": rollouts,
-            "generated_tokens": generated,
-            "status": status,
-            "reason": reason,
-            "record": with_response(sample, revised),
-        }
 
 
 def field_map(config: ReviseConfig) -> FieldMap:
@@ -218,18 +228,12 @@ def merge(shards: list[str], output: str, quiet: bool = False) -> dict[str, Any]
     ignored = (*SPEED_ONLY, "shard", "output")  # what may differ between the shards of one run
     first = without(manifests[0]["config"], ignored)
     for folder, manifest in zip(shards[1:], manifests[1:], strict=True):
-        other = without(manifest["config"], ignored)
-        differing = sorted(
-            f"{section}.{key}"
-            for section in first
-            for key in {*first[section], *other.get(section, {})}
-            if first[section].get(key) != other.get(section, {}).get(key)
-        )
+        differing = differing_keys(first, without(manifest["config"], ignored))
         if differing:
             raise RunError(f"{folder} was run with other settings than {shards[0]}: {', '.join(differing)}")
-    rows_by_shard = [read_jsonl(Path(folder) / OUTPUT_FILE) for _, folder in parsed]
+    rows_by_shard = [list(read_rows(Path(folder) / OUTPUT_FILE, RevisedRow)) for _, folder in parsed]
     merged = [rows[j] for j in range(max(map(len, rows_by_shard))) for rows in rows_by_shard if j < len(rows)]
-    ids = [row["id"] for row in merged]
+    ids = [row.id for row in merged]
     if len(set(ids)) != len(ids):
         raise RunError("merge found an id in more than one shard; were the shards run on the same input?")
     config = configs[0]
@@ -243,7 +247,7 @@ def merge(shards: list[str], output: str, quiet: bool = False) -> dict[str, Any]
                 "rerun the shards that lack them"
             )
         position = {row_id: index for index, row_id in enumerate(expected)}
-        merged.sort(key=lambda row: position[row["id"]])
+        merged.sort(key=lambda row: position[row.id])
     else:
         for (_, folder), rows in zip(parsed, rows_by_shard, strict=True):
             written = json.loads((Path(folder) / SUMMARY).read_text())["samples"]
@@ -251,76 +255,50 @@ def merge(shards: list[str], output: str, quiet: bool = False) -> dict[str, Any]
                 raise RunError(f"merge: {folder} holds {len(rows)} rows, its run finished with {written}")
     target = Path(output)
     target.mkdir(parents=True, exist_ok=True)
-    write_jsonl(target / OUTPUT_FILE, merged)
-    summary = summarize(merged, max(json.loads((Path(f) / SUMMARY).read_text())["wall_seconds"] for f in shards))
-    save_summary(target, summary)
+    write_jsonl(target / OUTPUT_FILE, map(asdict, merged))
+    summary = {
+        **summarize(merged),
+        "wall_seconds": max(json.loads((Path(f) / SUMMARY).read_text())["wall_seconds"] for f in shards),
+    }
+    write_json(target / SUMMARY, summary)
     write_json(target / MANIFEST, {"merged_from": [folder for _, folder in parsed], "shard_manifests": manifests})
     if not quiet:
-        print_summary(f"retrosearch merge — {output}", summary)
+        print_figures(f"retrosearch merge — {output}", summary)
     return summary
 
 
-def summarize(rows: list[dict[str, Any]], wall_seconds: float) -> dict[str, Any]:
-    searched = [r for r in rows if r.get("status") in ("revised", "unchanged")]
-    skipped = Counter(r["reason"] for r in rows if r.get("status") == "skipped")
+def summarize(rows: list[RevisedRow | ErrorRow]) -> dict[str, Any]:
+    finished = [r for r in rows if isinstance(r, RevisedRow)]
+    searched = [r for r in finished if r.status in ("revised", "unchanged")]
+    skipped = Counter(r.reason for r in finished if r.status == "skipped")
 
-    def mean(key: str, subset: list[dict[str, Any]]) -> float:
-        return statistics.fmean(r[key] for r in subset) if subset else 0.0
+    def mean(values: list[int]) -> float:
+        return statistics.fmean(values) if values else 0.0
 
-    before, after = mean("tokens_before", searched), mean("tokens_after", searched)
+    before, after = mean([r.tokens_before for r in searched]), mean([r.tokens_after for r in searched])
     return {
         "samples": len(rows),
-        "revised": sum(r.get("status") == "revised" for r in rows),
-        "unchanged": sum(r.get("status") == "unchanged" for r in rows),
+        "revised": sum(r.status == "revised" for r in finished),
+        "unchanged": sum(r.status == "unchanged" for r in finished),
         "skipped": dict(skipped),
-        "errors": sum(r.get("status") == "error" for r in rows),
+        "errors": len(rows) - len(finished),
         "error_ids": error_ids(rows),
-        "accepted_revisions": sum(len(r.get("revisions", [])) for r in rows),
+        "accepted_revisions": sum(len(r.revisions) for r in finished),
         "tokens_before_mean": before,
         "tokens_after_mean": after,
         "tokens_ratio": after / before if before else 0.0,
-        "steps_before_mean": mean("steps_before", searched),
-        "steps_after_mean": mean("steps_after", searched),
-        "switches_before_mean": mean("switches_before", searched),
-        "switches_after_mean": mean("switches_after", searched),
-        "rollouts": sum(r.get("rollouts", 0) for r in rows),
-        "generated_tokens": sum(r.get("generated_tokens", 0) for r in rows),
-        "wall_seconds": wall_seconds,
+        "steps_before_mean": mean([r.steps_before for r in searched]),
+        "steps_after_mean": mean([r.steps_after for r in searched]),
+        "switches_before_mean": mean([r.switches_before for r in searched]),
+        "switches_after_mean": mean([r.switches_after for r in searched]),
+        "rollouts": sum(r.rollouts for r in finished),
+        "generated_tokens": sum(r.generated_tokens for r in finished),
     }
 
 
-async def _revise_here(
-    samples: Iterable[Sample],
-    total: int,
-    engine: Engine,
-    search: RetroSearchConfig,
-    config: ReviseConfig,
-    appender: JsonlAppender,
-    concurrency: int,
-) -> RunStats:
-    """All samples through one engine in this process."""
-    reviser = Reviser.on(engine, search, config)
-    started, generated_at_start = time.monotonic(), getattr(engine, "generated_tokens", 0)
-
-    def postfix() -> dict[str, Any]:
-        elapsed = max(time.monotonic() - started, 1e-9)
-        tokens = getattr(engine, "generated_tokens", 0) - generated_at_start
-        return {"accepted": reviser.accepted, "tok/s": f"{tokens / elapsed:,.0f}"}
-
-    return await run_items(samples, total, reviser, appender, concurrency, "revise", postfix)
-
-
-def revise(
-    config: ReviseConfig,
-    search: RetroSearchConfig = RetroSearchConfig(),
-    engine_config: EngineConfig = EngineConfig(),
-    engine: Engine | None = None,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Revise `config.input` into `config.output`; returns the summary (also in summary.json)."""
+def revise_stage(config: ReviseConfig, search: RetroSearchConfig, engine_config: EngineConfig) -> RowStage[RevisedRow]:
     if not config.input:
         raise ValueError("revise needs --input: a traces file or dataset id")
-    output = Path(config.output)
     fields = field_map(config)
     ids = sample_ids(config.input, fields, config.limit)  # all input errors surface before any write
     shard = slice(None)
@@ -328,61 +306,34 @@ def revise(
         index, count = parse_shard(config.shard)
         shard = slice(index, None, count)
         ids = ids[shard]
-    samples = itertools.islice(iter_samples(config.input, fields, config.limit), shard.start, None, shard.step)
-    payload = config_payload(config, search, engine_config)
-    with open_run(output, payload, config.overwrite, SPEED_ONLY) as digest:
-        started_at, started = now(), time.monotonic()
-        if config.ray:
-            from retrosearch.distributed import revise_on_ray
+    return RowStage(
+        name="revise",
+        folder=Path(config.output),
+        payload=config_payload(config, search, engine_config),
+        overwrite=config.overwrite,
+        rows_file=OUTPUT_FILE,
+        row_type=RevisedRow,
+        ids=ids,
+        items=lambda: itertools.islice(iter_samples(config.input, fields, config.limit), shard.start, None, shard.step),
+        worker=WorkerSpec(Reviser.on, (search, config)),
+        summarize=summarize,
+        facts={"input": config.input},
+        counts=("samples", "revised", "errors"),
+    )
 
-            engine_facts = {"model": engine_config.model, "model_revision": engine_config.revision}
-        else:
-            engine = engine or load_engine(engine_config)
-            engine_facts = {"model": engine.model_id, "model_revision": engine.revision}
-        appender = JsonlAppender(output / OUTPUT_FILE)
-        run_facts = {**engine_facts, "input": config.input, "started": started_at}
-        write_manifest(output, payload, digest, {**run_facts, "finished": None})
-        concurrency = config.concurrency or 2 * engine_config.batch_size
-        counts_before = dict(getattr(engine, "counts", {}))  # an engine may have served other runs before
-        try:
-            if config.ray:
-                stats = revise_on_ray(
-                    samples,
-                    len(ids),
-                    appender,
-                    (engine_config, search, config),
-                    config.address,
-                    config.replicas,
-                    config.gpus_per_replica,
-                    concurrency,
-                )
-            else:
-                stats = asyncio.run(_revise_here(samples, len(ids), engine, search, config, appender, concurrency))
-        finally:
-            appender.close()
-        write_in_order(output / OUTPUT_FILE, ids)
-        wanted = set(ids)
-        rows = [row for row in read_jsonl(output / OUTPUT_FILE) if row["id"] in wanted]
-        summary = summarize(rows, time.monotonic() - started)
-        summary["resumed_samples"] = stats.skipped_existing
-        summary.update(
-            {
-                f"engine_{name}": count - counts_before.get(name, 0)
-                for name, count in getattr(engine, "counts", {}).items()
-            }
-        )
-        save_summary(output, summary)
-        write_manifest(
-            output,
-            payload,
-            digest,
-            {
-                **run_facts,
-                "finished": now(),
-                "counts": {k: summary[k] for k in ("samples", "revised", "errors")},
-                "wall_seconds": summary["wall_seconds"],
-            },
-        )
-        if not quiet:
-            print_summary(f"retrosearch revise — {output}", summary)
-        return summary
+
+def revise(
+    config: ReviseConfig,
+    search: RetroSearchConfig = RetroSearchConfig(),
+    engine_config: EngineConfig = EngineConfig(),
+    executor_config: ExecutorConfig = ExecutorConfig(),
+    engine: Engine | None = None,
+    quiet: bool = False,
+    executor: Executor | None = None,
+) -> dict[str, Any]:
+    """Revise `config.input` into `config.output`; returns the summary (also in summary.json)."""
+    stage = revise_stage(config, search, engine_config)
+    if executor is not None:
+        return run_rows(stage, executor, quiet)
+    with make_executor(executor_config, engine_config, engine) as made:
+        return run_rows(stage, made, quiet)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from tqdm import tqdm
 
@@ -29,15 +29,24 @@ class RunStats:
     skipped_existing: int = 0  # finished by an earlier run of the same command
 
 
+@dataclass
+class ErrorRow:
+    """The row of an item whose work raised: every stage writes this kind; a rerun tries the item again."""
+
+    id: str
+    reason: str
+    status: Literal["error"] = "error"
+
+
 ERROR_IDS_SHOWN = 20  # a summary names the first failed rows; the output file has them all
 
 
-def error_ids(rows: Iterable[dict[str, Any]]) -> list[str]:
+def error_ids(rows: Iterable[Any]) -> list[str]:
     """The ids of the first failed rows, for a run's summary."""
-    return [row["id"] for row in rows if row.get("status") == "error"][:ERROR_IDS_SHOWN]
+    return [row.id for row in rows if isinstance(row, ErrorRow)][:ERROR_IDS_SHOWN]
 
 
-async def row_or_error(work: Callable[[Any], Awaitable[dict[str, Any]]], item: HasId) -> dict[str, Any]:
+async def row_or_error(work: Callable[[Any], Awaitable[Any]], item: HasId) -> Any:
     """The item's output row; an exception becomes an error row, so one bad sample never stops a run."""
     try:
         return await work(item)
@@ -45,15 +54,15 @@ async def row_or_error(work: Callable[[Any], Awaitable[dict[str, Any]]], item: H
         task = asyncio.current_task()
         if task is None or getattr(task, "cancelling", lambda: 1)():  # the run itself is being cancelled
             raise
-        return {"id": item.id, "status": "error", "reason": f"CancelledError: {error}"}
+        return ErrorRow(item.id, f"CancelledError: {error}")
     except Exception as error:
-        return {"id": item.id, "status": "error", "reason": f"{type(error).__name__}: {error}"}
+        return ErrorRow(item.id, f"{type(error).__name__}: {error}")
 
 
 async def run_items(
     items: Iterable[HasId],
     total: int,
-    work: Callable[[Any], Awaitable[dict[str, Any]]],
+    work: Callable[[Any], Awaitable[Any]],
     output: JsonlAppender,
     concurrency: int,
     description: str,

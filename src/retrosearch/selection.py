@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.data import read_jsonl, write_jsonl
+from retrosearch.config import option
+from retrosearch.data import DataError, write_jsonl
+from retrosearch.generate import TRACES_FILE, SampleRow
 from retrosearch.search.shortest_of_n import shortest_correct_of_n
+from retrosearch.stages.folder import RunFolder, config_payload
+from retrosearch.stages.template import read_rows, run_once
 
 
 @dataclass(frozen=True)
 class SelectConfig:
-    input: str = ""
-    output: str = ""
-    shortest_correct_of: int = 4
+    input: str = option("", "the samples.jsonl of a generate run (several samples per problem)")
+    output: str = option("runs/select", "run folder; the chosen traces land in OUTPUT/traces.jsonl")
+    shortest_correct_of: int = option(4, "keep the shortest correct trace among the first N samples of each problem")
+    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
 
 
-def select(config: SelectConfig) -> dict[str, Any]:
-    rows = shortest_correct_of_n(read_jsonl(Path(config.input)), config.shortest_correct_of)
-    Path(config.output).parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(Path(config.output), rows)
-    return {"problems_with_a_correct_trace": len(rows), "output": config.output}
+def select(config: SelectConfig, quiet: bool = False) -> dict[str, Any]:
+    if not config.input or not Path(config.input).is_file():
+        raise DataError(f"{config.input or '--input'}: no such file; give the samples.jsonl of a generate run")
+
+    def work(run: RunFolder) -> dict[str, Any]:
+        samples = [asdict(row) for row in read_rows(Path(config.input), SampleRow) if isinstance(row, SampleRow)]
+        chosen = shortest_correct_of_n(samples, config.shortest_correct_of)
+        write_jsonl(run.path / TRACES_FILE, chosen)
+        return {"problems_with_a_correct_trace": len(chosen), "traces": str(run.path / TRACES_FILE)}
+
+    return run_once("select", Path(config.output), config_payload(config), config.overwrite, work, ("input",), quiet)

@@ -8,38 +8,44 @@ no chat template can drop the `<think>` part. Loss is on the completion only. Ro
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from retrosearch.config import option
 from retrosearch.data import DataError, FieldMap, read_records, to_sample
 from retrosearch.engines import resolve_model
+from retrosearch.revise import RevisedRow
+from retrosearch.stages.folder import RunFolder, config_payload
+from retrosearch.stages.template import run_once
 
 SEARCHED = ("revised", "unchanged")
 
 
 @dataclass(frozen=True)
 class SFTRunConfig:
-    input: str = ""
-    output: str = "runs/sft"
-    model: str = "organism"  # the student's starting checkpoint: hub id, path or "organism"
-    trace_field: str | None = None  # e.g. "revised" or "original" for a revise output
-    problem_field: str | None = None
-    limit: int | None = None
-    epochs: float = 1.0
-    batch_size: int = 8
-    gradient_accumulation: int = 1
-    learning_rate: float = 1e-5
-    warmup_ratio: float = 0.03
-    max_length: int = 16384
-    drop_long: bool = False
-    lora: bool = False
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    save_steps: int = 500
-    logging_steps: int = 10
-    seed: int = 0
+    input: str = option("", "traces to train on: a revise output, a generate/teacher traces file, or any dataset")
+    output: str = option("runs/sft", "run folder; the student lands in OUTPUT/final (rerunning resumes)")
+    model: str = option("organism", "the student's starting checkpoint: hub id, local path or 'organism'")
+    trace_field: str | None = option(None, "field holding the trace, e.g. revised or original for a revise output")
+    problem_field: str | None = option(None, "field holding the problem text")
+    limit: int | None = option(None, "only the first N rows")
+    epochs: float = option(1.0, "training epochs")
+    batch_size: int = option(8, "rows per device per step")
+    gradient_accumulation: int = option(1, "steps whose gradients are summed before an update")
+    learning_rate: float = option(1e-5, "peak learning rate (cosine schedule)")
+    warmup_ratio: float = option(0.03, "share of the steps spent warming up the learning rate")
+    max_length: int = option(
+        16384, "longest training row in tokens; longer rows are refused (or dropped with --drop-long)"
+    )
+    drop_long: bool = option(False, "leave out rows longer than --max-length (their exact count is reported)")
+    lora: bool = option(False, "train LoRA adapters (PEFT) instead of all weights; merged into the final model")
+    lora_rank: int = option(16, "LoRA rank")
+    lora_alpha: int = option(32, "LoRA alpha (scale = alpha / rank)")
+    save_steps: int = option(500, "steps between checkpoints (a rerun resumes from the last one)")
+    logging_steps: int = option(10, "steps between loss reports")
+    seed: int = option(0, "data order and initialisation seed")
+    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
 
 
 def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]], dict[str, int]]:
@@ -52,13 +58,16 @@ def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]
         if isinstance(record, dict) and record.get("status") == "error":
             failed += 1  # a row whose generation or revision failed: it holds no trace
             continue
+        if isinstance(record, dict) and RevisedRow.is_one(record) and config.trace_field is None:
+            raise DataError(
+                f"{source}: a revise output holds two traces; choose one with --trace-field revised or original"
+            )
         samples.append(to_sample(record, source, fields, number))
     if not samples:
         raise DataError(f"{config.input}: no samples found" + (f" ({failed} failed rows left out)" if failed else ""))
     pairs, too_long, not_searched, longest = [], 0, 0, 0
     for sample in samples:
-        status = sample.record.get("status")
-        if status is not None and "revised" in sample.record and status not in SEARCHED:
+        if RevisedRow.is_one(sample.record) and sample.record["status"] not in SEARCHED:
             not_searched += 1  # a revise row whose original was skipped (incorrect, unfinished) or failed
             continue
         prompt = tokenizer.apply_chat_template(
@@ -131,30 +140,26 @@ def build_trainer(config: SFTRunConfig, pairs: list[dict[str, str]]):
     )
 
 
-def sft(config: SFTRunConfig) -> dict[str, Any]:
-    """Train; rerunning resumes from the last checkpoint. The student lands in `<output>/final`."""
-    from transformers import AutoTokenizer
+def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
+    """Train; rerunning resumes from the last checkpoint, and a finished run with the same settings and the
+    same input contents returns its summary. The student lands in `<output>/final`."""
 
-    output = Path(config.output)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model))
-    pairs, counts = training_pairs(config, tokenizer)
-    final, done = output / "final", output / "sft_summary.json"
-    if done.exists():  # written last: the run is complete
-        return json.loads(done.read_text())
-    trainer = build_trainer(config, pairs)
-    resume = any(output.glob("checkpoint-*"))
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
-    model = trainer.model
-    if config.lora:
-        model = model.merge_and_unload()
-    model.save_pretrained(final)
-    trainer.processing_class.save_pretrained(final)
-    summary = {
-        **counts,
-        "train_loss": result.training_loss,
-        "steps": result.global_step,
-        "final": str(final),
-        "config": asdict(config),
-    }
-    done.write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    def work(run: RunFolder) -> dict[str, Any]:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model))
+        pairs, counts = training_pairs(config, tokenizer)
+        trainer = build_trainer(config, pairs)
+        resume = any(run.path.glob("checkpoint-*"))
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+        model = trainer.model
+        if config.lora:
+            model = model.merge_and_unload()
+        final = run.path / "final"
+        model.save_pretrained(final)
+        trainer.processing_class.save_pretrained(final)
+        return {**counts, "train_loss": result.training_loss, "steps": result.global_step, "final": str(final)}
+
+    return run_once(
+        "sft", Path(config.output), config_payload(config), config.overwrite, work, ("input", "model"), quiet
+    )

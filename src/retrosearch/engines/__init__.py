@@ -5,30 +5,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from retrosearch.engines.base import Completion, Engine, Request
+from retrosearch.config import option
+from retrosearch.engines.base import Completion, Engine, Request, SamplingConfig
 
-__all__ = ["Completion", "Engine", "EngineConfig", "Request", "load_engine", "resolve_model"]
+__all__ = ["Completion", "Engine", "EngineConfig", "Request", "SamplingConfig", "load_engine", "resolve_model"]
 
 ENGINES = ("transformers", "vllm", "openai")
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    model: str = "organism"  # a hub id, a local path, or "organism" (the embedded default)
-    revision: str | None = None
-    engine: Literal["transformers", "vllm", "openai"] = "transformers"
-    device: str | None = None  # default: cuda when available, else cpu
-    dtype: str = "auto"
-    batch_size: int = 64  # transformers: rows per batch; vllm: most sequences; openai: requests in flight
-    tensor_parallel_size: int = 1  # vllm
-    gpu_memory_utilization: float = 0.9  # vllm
-    base_url: str | None = None  # openai: the server, e.g. http://127.0.0.1:8000
-    api_key_env: str | None = None  # openai: the environment variable that holds the API key
-    served_model: str | None = None  # openai: the server's name of the model (default: --model, resolved)
-    prompt_format: Literal["auto", "ids", "text"] = "auto"  # openai: token-id or text prompts
-    retries: int = 8  # openai: retries of one request on 429/5xx/timeouts/broken connections
-    ban_method: Literal["logit_bias", "generation_config", "reject"] = "logit_bias"  # openai
-    ban_attempts: int = 32  # openai, --ban-method reject: samples of a step before it ends "banned"
+    model: str = option("organism", "hub id, local path, or 'organism' (the embedded default)")
+    revision: str | None = option(None, "model revision (branch, tag or commit) on the hub")
+    engine: Literal["transformers", "vllm", "openai"] = option("transformers", "generation backend")
+    device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda when available)")
+    dtype: str = option("auto", "model weights dtype (auto, float32, bfloat16, float16)")
+    batch_size: int = option(
+        64, "most requests per engine batch (transformers: rows; vllm: sequences; openai: requests in flight)"
+    )
+    tensor_parallel_size: int = option(1, "vllm: GPUs one model is split over")
+    gpu_memory_utilization: float = option(0.9, "vllm: share of GPU memory for weights and KV cache")
+    base_url: str | None = option(None, "openai: server address, e.g. http://127.0.0.1:8000 (without /v1)")
+    api_key_env: str | None = option(
+        None, "openai: environment variable holding the API key (the key itself never goes on the command line)"
+    )
+    served_model: str | None = option(
+        None, "openai: the model's name on the server (default: --model; the organism's checkpoint path)"
+    )
+    prompt_format: Literal["auto", "ids", "text"] = option(
+        "auto", "openai: send token ids (exact) or decoded text; auto tries ids and falls back once"
+    )
+    retries: int = option(
+        8, "openai: retries per request on 408/429/5xx, timeouts and broken connections (backoff with jitter)"
+    )
+    ban_method: Literal["logit_bias", "generation_config", "reject"] = option(
+        "logit_bias",
+        "openai: how a step's banned start is masked: logit_bias (vLLM, SGLang, llama.cpp, OpenAI), "
+        "generation_config (transformers serve) or reject (resample; any server)",
+    )
+    ban_attempts: int = option(32, "openai, --ban-method reject: samples of a switch-suppressed step before giving up")
 
 
 def resolve_model(model: str) -> str:
@@ -41,38 +56,33 @@ def resolve_model(model: str) -> str:
 
 
 def load_engine(config: EngineConfig) -> Engine:
+    model = resolve_model(config.model)
+    engine: Engine
     if config.engine == "transformers":
         from retrosearch.engines.transformers_engine import TransformersEngine
 
         engine = TransformersEngine.from_pretrained(
-            resolve_model(config.model),
-            revision=config.revision,
-            device=config.device,
-            dtype=config.dtype,
-            max_batch_size=config.batch_size,
+            model, revision=config.revision, device=config.device, dtype=config.dtype, max_batch_size=config.batch_size
         )
-        engine.model_id = config.model
-        return engine
-    if config.engine == "vllm":
+    elif config.engine == "vllm":
         from retrosearch.engines.vllm_engine import VLLMEngine
 
-        return VLLMEngine.from_pretrained(
-            resolve_model(config.model),
+        engine = VLLMEngine.from_pretrained(
+            model,
             revision=config.revision,
             dtype=config.dtype,
             max_num_seqs=config.batch_size,
             tensor_parallel_size=config.tensor_parallel_size,
             gpu_memory_utilization=config.gpu_memory_utilization,
-            model_id=config.model,
         )
-    if config.engine == "openai":
+    elif config.engine == "openai":
         from retrosearch.engines.openai_engine import OpenAIEngine
 
         if not config.base_url:
             raise ValueError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000)")
-        return OpenAIEngine.connect(
+        engine = OpenAIEngine.connect(
             config.base_url,
-            resolve_model(config.model),
+            model,
             api_key_env=config.api_key_env,
             served_model=config.served_model,
             revision=config.revision,
@@ -82,4 +92,7 @@ def load_engine(config: EngineConfig) -> Engine:
             ban_attempts=config.ban_attempts,
             prompt_format=config.prompt_format,
         )
-    raise ValueError(f"unknown engine {config.engine!r}; available: {', '.join(ENGINES)}")
+    else:
+        raise ValueError(f"unknown engine {config.engine!r}; available: {', '.join(ENGINES)}")
+    engine.model_id = config.model  # what the user named (a backend may have resolved it to a path)
+    return engine

@@ -56,3 +56,22 @@ class StartBan:
     def violates(self, completion_text: str) -> bool:
         """True if a finished completion starts with a banned word (for checks and tests)."""
         return self._completes_word(normalize_start(completion_text))
+
+
+class StartBans:
+    """The banned-start masks of one engine, one per word list, built on first use. The vocabulary's token
+    texts are read once, and only when a mask is needed (`masks=False`: a ban checked on text alone)."""
+
+    def __init__(self, tokenizer: object, masks: bool = True) -> None:
+        self.tokenizer = tokenizer
+        self.masks = masks
+        self._token_texts: list[str] | None = None
+        self._bans: dict[tuple[str, ...], StartBan] = {}
+
+    def __call__(self, words: Sequence[str]) -> StartBan:
+        key = tuple(words)
+        if key not in self._bans:
+            if self._token_texts is None and self.masks:
+                self._token_texts = token_texts(self.tokenizer)
+            self._bans[key] = StartBan(self._token_texts or (), key)
+        return self._bans[key]

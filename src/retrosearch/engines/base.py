@@ -8,8 +8,21 @@ suppresses a thought switch for one step, and each engine must enforce it for ev
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+
+from retrosearch.config import option
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How every stage samples: generate, eval and each Retro-Search rollout."""
+
+    temperature: float = option(0.6, "sampling temperature")
+    top_p: float = option(0.95, "nucleus sampling threshold")
+    max_new_tokens: int = option(32768, "most tokens one generation may write (per rollout, in revise)")
+    seed: int = option(0, "global seed; per-request seeds derive from it and the sample id")
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,9 @@ class Engine(ABC):
     revision: str | None = None
     tokenizer: object
     context_length: int | None = None  # most tokens a prompt and its completion may hold; None: not known
+    # telemetry a run reports: tokens generated since the engine was made, and engine-specific counts
+    generated_tokens: int = 0
+    counts: Mapping[str, int] = MappingProxyType({})
 
     @abstractmethod
     async def generate(self, requests: Sequence[Request]) -> list[Completion]: ...

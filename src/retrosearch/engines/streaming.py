@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from retrosearch.engines.banning import StartBan, token_texts
+from retrosearch.engines.banning import StartBan, StartBans
 from retrosearch.engines.base import Completion, Engine, Request
 from retrosearch.engines.watch import finish
 
@@ -64,8 +64,7 @@ class StreamingEngine(Engine):
     def _setup_streaming(self) -> None:
         self.generated_tokens = 0
         self.counts = {"requests": 0, "calls": 0, "retries": 0, "rejected_starts": 0, "banned": 0}
-        self._token_texts: list[str] | None = None
-        self._bans: dict[tuple[str, ...], StartBan] = {}
+        self._ban = StartBans(self.tokenizer, masks=self.ban_method != "reject")
 
     @abstractmethod
     def _deltas(self, call: _Call) -> AsyncIterator[tuple[str, str | None]]:
@@ -75,13 +74,6 @@ class StreamingEngine(Engine):
         """One generation: the text (with `call.text_before`) and why it ended."""
         self.counts["calls"] += 1
         return await self._watch(call, reject)
-
-    def _ban(self, words: tuple[str, ...]) -> StartBan:
-        if words not in self._bans:
-            if self._token_texts is None and self.ban_method != "reject":
-                self._token_texts = token_texts(self.tokenizer)
-            self._bans[words] = StartBan(self._token_texts or (), words)
-        return self._bans[words]
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
         return list(await asyncio.gather(*(self._complete(request) for request in requests)))

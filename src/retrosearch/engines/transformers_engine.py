@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from retrosearch.engines.banning import StartBan, token_texts
+from retrosearch.engines.banning import StartBan, StartBans
 from retrosearch.engines.base import Completion, Engine, Request
 from retrosearch.engines.watch import finish
 
@@ -111,8 +111,7 @@ class TransformersEngine(Engine):
         eos = model.generation_config.eos_token_id if model.generation_config else None
         eos = tokenizer.eos_token_id if eos is None else eos
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
-        self._token_texts: list[str] | None = None
-        self._bans: dict[tuple[str, ...], StartBan] = {}
+        self.start_ban = StartBans(tokenizer)
         self._queue: queue.Queue[tuple[Request, Deliver]] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
@@ -134,13 +133,6 @@ class TransformersEngine(Engine):
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, dtype=dtype).to(device)
         return cls(model, tokenizer, model_id=model_id, max_batch_size=max_batch_size)
-
-    def start_ban(self, words: tuple[str, ...]) -> StartBan:
-        if words not in self._bans:
-            if self._token_texts is None:
-                self._token_texts = token_texts(self.tokenizer)
-            self._bans[words] = StartBan(self._token_texts, words)
-        return self._bans[words]
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
         loop = asyncio.get_running_loop()
@@ -220,7 +212,7 @@ class TransformersEngine(Engine):
             deliver=deliver,
             text=IncrementalText(self.tokenizer),
             generator=torch.Generator(device=self.device).manual_seed(request.seed),
-            ban=self.start_ban(tuple(request.banned_starts)) if request.banned_starts else None,
+            ban=self.start_ban(request.banned_starts) if request.banned_starts else None,
         )
 
     def _prefill(self, admitted: list[tuple[Request, Deliver]]) -> Batch | None:

@@ -59,7 +59,6 @@ class VLLMEngine(StreamingEngine):
         max_num_seqs: int = 256,
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
-        model_id: str = "",
     ) -> VLLMEngine:
         try:
             from vllm import AsyncEngineArgs
@@ -79,7 +78,7 @@ class VLLMEngine(StreamingEngine):
         )
         llm = AsyncLLM.from_engine_args(arguments)
         tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
-        return cls(llm, tokenizer, model_id or model, revision)
+        return cls(llm, tokenizer, model, revision)
 
     async def _deltas(self, call: _Call) -> AsyncIterator[tuple[str, str | None]]:
         from vllm import SamplingParams

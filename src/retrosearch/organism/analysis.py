@@ -32,17 +32,19 @@ def lines_of_thought(problem: Problem, response: str) -> list[Line]:
 
 
 @dataclass(frozen=True)
-class Habits:
+class ObservedHabits:
+    """What one response shows (the teacher's `Habits` are the rates it writes them with)."""
+
     computation_steps: int
     valid_steps: int
     under_thinking: bool  # abandoned a line whose candidate was the answer
     over_thinking: bool  # started another line after one that succeeded
 
 
-def analyze(problem: Problem, response: str) -> Habits:
+def analyze(problem: Problem, response: str) -> ObservedHabits:
     verdicts = [check_step(step, problem.target) for step in parse(response).steps]
     checked = [verdict for verdict in verdicts if verdict is not None]
     lines = lines_of_thought(problem, response)
     under = any(not line.completed and line.candidate == problem.answer for line in lines)
     over = any(line.succeeded for line in lines[:-1])
-    return Habits(len(checked), sum(checked), under, over)
+    return ObservedHabits(len(checked), sum(checked), under, over)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from retrosearch.config import option
 from retrosearch.data import write_jsonl
 from retrosearch.organism.task import sample_problems
 from retrosearch.organism.teacher import Habits, solve
+from retrosearch.stages.folder import RunFolder, config_payload
+from retrosearch.stages.template import run_once
 
 
 def export_teacher(out: Path, count: int, split: str = "train", seed: int = 0, habits: Habits = Habits()) -> int:
@@ -23,13 +26,18 @@ def export_teacher(out: Path, count: int, split: str = "train", seed: int = 0, h
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    output: str = "runs/teacher"
-    count: int = 1000
-    split: str = "train"
-    seed: int = 0
+    output: str = option("runs/teacher", "run folder; the traces land in OUTPUT/traces.jsonl")
+    count: int = option(1000, "problems, one teacher trace each")
+    split: Literal["train", "test"] = option("train", "problem split")
+    seed: int = option(0, "problem and habit seed")
+    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
 
 
-def export_teacher_run(config: TeacherConfig) -> dict[str, Any]:
-    """The teacher's traces as `<output>/traces.jsonl`, the recipe stage for weak-to-strong."""
-    path = Path(config.output) / "traces.jsonl"
-    return {"traces": export_teacher(path, config.count, config.split, config.seed), "output": str(path)}
+def export_teacher_run(config: TeacherConfig, quiet: bool = False) -> dict[str, Any]:
+    """The teacher's traces as `<output>/traces.jsonl`: the strong model's dataset of weak-to-strong."""
+
+    def work(run: RunFolder) -> dict[str, Any]:
+        path = run.path / "traces.jsonl"
+        return {"traces": export_teacher(path, config.count, config.split, config.seed), "output": str(path)}
+
+    return run_once("teacher", Path(config.output), config_payload(config), config.overwrite, work, quiet=quiet)

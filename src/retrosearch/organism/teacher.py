@@ -29,12 +29,12 @@ import random
 from dataclasses import asdict, dataclass, field
 
 from retrosearch.organism.task import Problem
+from retrosearch.trace import DEFAULT_KEYWORDS, FORMATS, SEPARATOR
 
-SWITCH_KEYWORDS = ("Wait", "Alternatively", "Hmm", "But wait", "Another approach", "On second thought")
+# the trace keywords the teacher opens a new line with, and those it re-checks with (in its order of preference)
+SWITCH_KEYWORDS = tuple(keyword for keyword in DEFAULT_KEYWORDS if keyword != "Let me double-check")
 RECHECK_KEYWORDS = ("Wait", "Let me double-check", "But wait", "Hmm")
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
-SEPARATOR = "\n\n"
+THINK = FORMATS["r1"]
 
 
 @dataclass(frozen=True)
@@ -161,4 +161,4 @@ def _reopen(line: list[str], rng: random.Random, habits: Habits) -> str:
 
 def render_response(steps: list[str], answer: int) -> str:
     body = SEPARATOR.join(["", *steps, ""])
-    return f"{THINK_OPEN}{body}{THINK_CLOSE}{SEPARATOR}the answer is \\boxed{{{answer}}}"
+    return f"{THINK.open}{body}{THINK.close}{SEPARATOR}the answer is \\boxed{{{answer}}}"

@@ -12,6 +12,8 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from retrosearch.trace import DEFAULT_KEYWORDS, FORMATS
+
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
 PIECES = r"\n\n|\n| ?\\?[A-Za-z]+| ?\d| ?[^\sA-Za-z\d]| "
@@ -50,8 +52,8 @@ WORDS = [
     "\\boxed",
 ]
 PUNCTUATION = list(":,.=+*-{}()?!")
-MULTI_WORD_KEYWORDS = ("But wait", "Let me double-check", "Another approach", "On second thought")
-TAGS = ("<think>", "</think>")
+MULTI_WORD_KEYWORDS = tuple(keyword for keyword in DEFAULT_KEYWORDS if " " in keyword)  # one token each
+TAGS = (FORMATS["r1"].open, FORMATS["r1"].close)
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"

@@ -12,8 +12,9 @@ import math
 import random
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -23,27 +24,16 @@ from retrosearch.organism.model import ModelSize, build_model
 from retrosearch.organism.task import Problem, random_problem, sample_problems
 from retrosearch.organism.teacher import Habits, solve
 from retrosearch.organism.tokenizer import save_tokenizer
+from retrosearch.organism.train_config import TrainConfig, TrainRun
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.jsonl"
 BOXED = re.compile(r"\\boxed\{(\d+)\}")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 3000
-    minutes: float | None = None  # stop early once this much wall time is spent
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    min_learning_rate: float = 2e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    eval_every: int = 200
-    eval_problems: int = 64
-    seed: int = 0
-    threads: int | None = None
-    init_from: str | None = None  # start from these weights (fresh optimizer), e.g. to retrain habits
+def train_run(run: TrainRun, config: TrainConfig) -> dict[str, Any]:
+    """`retrosearch organism train`: train (or resume) into `--out`."""
+    return {"checkpoint": str(train(Path(run.out), config))}
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from retrosearch.answers import extract_answer
-from retrosearch.engines.base import Completion, Engine, Request
+from retrosearch.config import option
+from retrosearch.engines.base import Completion, Engine, Request, SamplingConfig
 from retrosearch.trace import DEFAULT_KEYWORDS, SEPARATOR, KeywordMatcher, Trace, parse
 
 
@@ -27,17 +28,16 @@ from retrosearch.trace import DEFAULT_KEYWORDS, SEPARATOR, KeywordMatcher, Trace
 class RetroSearchConfig:
     """Settings of one Retro-Search run (defaults marked *chosen* in docs/paper notes)."""
 
-    keywords: tuple[str, ...] = DEFAULT_KEYWORDS
-    gamma: float = 0.9
-    length_unit: Literal["steps", "tokens"] = "steps"
-    rollouts: int = 1  # rollouts per switch; the best one is kept
-    partial: float = 1.0  # share of switches revisited (1.0 = full Retro-Search), seeded per trace
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 32768  # per rollout
-    step_max_tokens: int = 2048  # for the first, suppressed step
-    bound: bool = True
-    seed: int = 0
+    keywords: tuple[str, ...] = option(DEFAULT_KEYWORDS, "transition keywords that open a new thought (any case)")
+    gamma: float = option(0.9, "discount per unit of length in the value gamma^length * R")
+    length_unit: Literal["steps", "tokens"] = option(
+        "steps", "length counted in reasoning steps (blank-line segments) or tokens"
+    )
+    rollouts: int = option(1, "rollouts per thought switch; the best one is kept")
+    partial: float = option(1.0, "share of switches revisited, seeded per trace (1.0: full Retro-Search)")
+    sampling: SamplingConfig = option(SamplingConfig(), "sampling of every rollout; max_new_tokens per rollout")
+    step_max_tokens: int = option(2048, "most tokens of the first, switch-suppressed step")
+    bound: bool = option(True, "stop rollouts as soon as they can no longer be shorter (same results, less work)")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.gamma < 1.0:
@@ -106,7 +106,7 @@ class RetroSearch:
         length_before = current_length
         revisions: list[Revision] = []
         rollouts = generated_tokens = 0
-        visit = random.Random(derive_seed(config.seed, sample_id, "partial"))
+        visit = random.Random(derive_seed(config.sampling.seed, sample_id, "partial"))
         cursor = -1
         while later := [i for i in current.switch_indices(self.matcher) if i > cursor]:
             cursor = later[0]
@@ -146,16 +146,16 @@ class RetroSearch:
         room = bound - prefix_tokens - 1 if in_tokens else bound - index - 1
         if config.bound and room <= 0:
             return None
-        first_budget = min(config.step_max_tokens, config.max_new_tokens)
+        first_budget = min(config.step_max_tokens, config.sampling.max_new_tokens)
         if config.bound and in_tokens:
             first_budget = min(first_budget, room)
-        seed = derive_seed(config.seed, sample_id, index, number)
+        seed = derive_seed(config.sampling.seed, sample_id, index, number)
         first = await self._generate(
             Request(
                 prompt_ids=prompt_ids,
                 max_new_tokens=first_budget,
-                temperature=config.temperature,
-                top_p=config.top_p,
+                temperature=config.sampling.temperature,
+                top_p=config.sampling.top_p,
                 seed=seed,
                 stop=(SEPARATOR,),
                 banned_starts=config.keywords,
@@ -164,7 +164,7 @@ class RetroSearch:
         completions = [first]
         has_content = bool(first.text.partition(SEPARATOR)[0].strip())
         if first.finish_reason == "stop" and has_content:
-            max_tokens = config.max_new_tokens - len(first.token_ids)
+            max_tokens = config.sampling.max_new_tokens - len(first.token_ids)
             limit = None
             if config.bound and in_tokens:
                 max_tokens = min(max_tokens, room - len(first.token_ids))
@@ -175,8 +175,8 @@ class RetroSearch:
                     Request(
                         prompt_ids=prompt_ids + first.token_ids,
                         max_new_tokens=max_tokens,
-                        temperature=config.temperature,
-                        top_p=config.top_p,
+                        temperature=config.sampling.temperature,
+                        top_p=config.sampling.top_p,
                         seed=derive_seed(seed, "continue"),
                         occurrence_limit=limit,
                     )

@@ -1,0 +1,225 @@
+"""A run folder: held by one run at a time, its config hash guards resumption, manifest.json and
+summary.json record the run."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from retrosearch.data import write_json
+
+MANIFEST = "manifest.json"
+SUMMARY = "summary.json"
+LOCK = ".lock"
+PATH_KEYS = ("input", "problems", "data_dir", "model")  # config entries that may name local paths
+WHOLE_FILE_LIMIT = 256 * 2**20  # larger files are fingerprinted by size and modification time
+
+
+class RunError(RuntimeError):
+    """A run cannot start as asked; the message says what to do."""
+
+
+def config_payload(*configs: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    for config in configs:
+        payload[type(config).__name__] = asdict(config) if is_dataclass(config) else config
+    return payload
+
+
+def config_hash(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in ("retrosearch", "torch", "transformers", "tokenizers", "math-verify", "vllm", "trl"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def fingerprint(path: Path) -> str:
+    """What a local input holds: file contents (sizes and modification times for very large files), for a
+    folder those of every file in it by relative name."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+        status = file.stat()
+        if status.st_size > WHOLE_FILE_LIMIT:
+            digest.update(f"{status.st_size}:{status.st_mtime_ns}".encode())
+            continue
+        with open(file, "rb") as handle:
+            while chunk := handle.read(2**20):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class RunFolder:
+    """A run folder held for one run: its config, config hash and what the manifest records."""
+
+    path: Path
+    payload: dict[str, Any]
+    digest: str
+    inputs: dict[str, str]  # fingerprints of the local inputs the results depend on
+
+    def write_manifest(self, facts: dict[str, Any]) -> None:
+        write_json(
+            self.path / MANIFEST,
+            {
+                "config": self.payload,
+                "config_hash": self.digest,
+                "input_fingerprints": self.inputs,
+                "versions": versions(),
+                **facts,
+            },
+        )
+
+    def finished_summary(self) -> dict[str, Any] | None:
+        """The summary of an earlier run of the same config that finished, else None."""
+        manifest, summary = self.path / MANIFEST, self.path / SUMMARY
+        if manifest.exists() and summary.exists() and json.loads(manifest.read_text()).get("finished"):
+            return json.loads(summary.read_text())
+        return None
+
+    def save_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.path / SUMMARY, summary)
+
+
+@contextmanager
+def open_run(
+    output: Path,
+    payload: dict[str, Any],
+    overwrite: bool,
+    resume_keys: tuple[str, ...] = (),
+    fingerprinted: tuple[str, ...] = (),
+) -> Iterator[RunFolder]:
+    """Create or reopen a run folder and hold it for the run. A folder made with another config, or with
+    other contents of the inputs named in `fingerprinted`, is refused, and so is a folder another run holds.
+
+    `resume_keys` name config entries that may change between a run and its resumption
+    (batch size, device: they change speed, never results). The folder's own path is no part of the
+    config, and input paths count resolved, so `--output ./x` resumes `--output x` and a moved folder
+    resumes. `--overwrite` empties only a run folder (one with a manifest) or an empty one.
+    """
+    resolved = json.loads(json.dumps(without(_resolved(payload), (*resume_keys, "output")), default=str))  # as stored
+    inputs = _fingerprints(payload, fingerprinted)
+    digest = config_hash({**resolved, "input_fingerprints": inputs} if inputs else resolved)
+    manifest_path = output / MANIFEST
+    if output.exists() and not output.is_dir():
+        raise RunError(f"{output} is a file; --output names a run folder")
+    foreign = output.exists() and not manifest_path.exists() and any(c.name != LOCK for c in output.iterdir())
+    if overwrite and foreign:
+        raise RunError(
+            f"{output} is not a retrosearch run folder (it has no {MANIFEST}); --overwrite removes only "
+            "run folders: choose another --output"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    with hold(output):
+        if overwrite:
+            for child in output.iterdir():
+                if child.name != LOCK:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        elif manifest_path.exists():
+            previous = json.loads(manifest_path.read_text())
+            if previous.get("config_hash") != digest:
+                raise RunError(
+                    f"{output} holds a run with other {_differences(previous, resolved, inputs, resume_keys)}; "
+                    "pass --overwrite to start again or choose a new --output"
+                )
+        yield RunFolder(output, payload, digest, inputs)
+
+
+def _differences(
+    manifest: dict[str, Any], resolved: dict[str, Any], inputs: dict[str, str], resume_keys: tuple[str, ...]
+) -> str:
+    """What differs between a folder's run and this one, as 'settings (a.b, c.d)' or 'input contents (x)'."""
+    keys = differing_keys(without(_resolved(manifest.get("config", {})), (*resume_keys, "output")), resolved)
+    if keys:
+        return f"settings ({', '.join(keys)})"
+    changed = sorted(k for k in inputs if manifest.get("input_fingerprints", {}).get(k) != inputs[k])
+    if changed:
+        return f"input contents ({', '.join(changed)} changed since)"
+    return "settings (an older retrosearch's run)"
+
+
+def differing_keys(first: dict[str, Any], second: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted names of the entries that differ between two config payloads (nested configs looked into)."""
+    keys = []
+    for key in sorted({*first, *second}):
+        one, two = first.get(key), second.get(key)
+        if isinstance(one, dict) and isinstance(two, dict):
+            keys += differing_keys(one, two, f"{prefix}{key}.")
+        elif one != two:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _fingerprints(payload: dict[str, Any], keys: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for section in payload.values():
+        for key, value in section.items() if isinstance(section, dict) else ():
+            if key in keys and isinstance(value, str) and value and Path(value).exists():
+                found[key] = fingerprint(Path(value))
+    return found
+
+
+def _resolved(payload: dict[str, Any]) -> dict[str, Any]:
+    """Path-valued entries (input, problems) as absolute paths where they name local files."""
+
+    def resolve(key: str, value: Any) -> Any:
+        if key in PATH_KEYS and isinstance(value, str) and value and Path(value).exists():
+            return str(Path(value).resolve())
+        return value
+
+    return {
+        name: {k: resolve(k, v) for k, v in section.items()} if isinstance(section, dict) else section
+        for name, section in payload.items()
+    }
+
+
+@contextmanager
+def hold(output: Path) -> Iterator[None]:
+    """Hold a run folder for one run: a second run on it is refused at once. The lock is the kernel's
+    (flock), so a killed run's lock is gone with it and the next run takes the folder over."""
+    with open(output / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunError(f"{output} is in use by a run ({holder}); wait for it, or choose another --output") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {platform.node()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def without(payload: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The config payload with `keys` left out of every section."""
+    return {
+        name: {k: v for k, v in section.items() if k not in keys} if isinstance(section, dict) else section
+        for name, section in payload.items()
+    }

@@ -1,0 +1,130 @@
+"""The run-folder template every stage runs in; a stage supplies only its own parts.
+
+A row stage (generate, revise) supplies its items, a worker that turns one item into one row, the typed row
+it writes and its summary; the template holds the folder, records the manifest, appends each row the moment
+it is done (so a kill loses only the work in flight), resumes what an earlier run finished, tries error rows
+again, puts the rows in input order, reads them back typed, and writes and prints the summary. A whole stage
+(select, sft, eval, teacher) supplies one piece of work; the template runs it once and, on a rerun with the
+same settings and the same input contents, returns the summary without doing it again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from retrosearch.data import DataError, JsonlAppender, write_in_order
+from retrosearch.executors import Executor, WorkerSpec
+from retrosearch.runner import ErrorRow, HasId
+from retrosearch.stages.folder import LOCK, MANIFEST, RunFolder, now, open_run
+from retrosearch.tables import print_figures
+
+SPEED_ONLY = ("batch_size", "device", "overwrite")  # change speed, never results: a run resumes under others
+
+Row = TypeVar("Row")
+
+
+@dataclass
+class RowStage(Generic[Row]):
+    """What a stage that writes one row per item gives the template."""
+
+    name: str
+    folder: Path
+    payload: dict[str, Any]  # the config sections that make the results
+    overwrite: bool
+    rows_file: str
+    row_type: type[Row]
+    ids: list[str]  # every item's id, in input order
+    items: Callable[[], Iterable[HasId]]  # read lazily: a dataset need not fit in memory
+    worker: WorkerSpec
+    summarize: Callable[[list[Row | ErrorRow]], dict[str, Any]]
+    facts: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest
+    counts: tuple[str, ...] = ("samples", "errors")  # summary figures the finished manifest records
+    finish: Callable[[list[Row | ErrorRow]], None] | None = None  # derived files, written from the rows
+
+
+def run_rows(stage: RowStage[Row], executor: Executor, quiet: bool = False) -> dict[str, Any]:
+    """Run (or resume) a row stage in its folder; returns the summary, also in summary.json."""
+    with open_run(stage.folder, stage.payload, stage.overwrite, SPEED_ONLY) as run:
+        started_at, started = now(), time.monotonic()
+        facts = {**executor.model_facts(), **stage.facts, "started": started_at}
+        run.write_manifest({**facts, "finished": None})
+        telemetry_before = executor.telemetry()  # an engine may have served other runs before
+        path = stage.folder / stage.rows_file
+        appender = JsonlAppender(path)
+        try:
+            stats = executor.run(stage.worker, stage.items(), len(stage.ids), appender, stage.name)
+        finally:
+            appender.close()
+        write_in_order(path, stage.ids)
+        rows = list(read_rows(path, stage.row_type, set(stage.ids)))
+        if stage.finish is not None:
+            stage.finish(rows)
+        summary = {
+            **stage.summarize(rows),
+            "wall_seconds": time.monotonic() - started,
+            "resumed_samples": stats.skipped_existing,
+            **{f"engine_{name}": count - telemetry_before.get(name, 0) for name, count in executor.telemetry().items()},
+        }
+        counts = {key: summary[key] for key in stage.counts}
+        _finish(run, summary, {**facts, "counts": counts}, quiet, f"retrosearch {stage.name} — {stage.folder}")
+        return summary
+
+
+def read_rows(path: Path, row_type: type[Row], ids: set[str] | None = None) -> Iterator[Row | ErrorRow]:
+    """The rows of an output file as typed rows (error rows as `ErrorRow`), only those of `ids` if given."""
+    names = {f.name for f in fields(row_type)}  # type: ignore[arg-type]
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if ids is not None and row.get("id") not in ids:
+                continue
+            if row.get("status") == "error":
+                yield ErrorRow(row["id"], row.get("reason", ""))
+                continue
+            unknown, missing = set(row) - names, names - set(row)
+            if unknown or missing:
+                which = f"unknown fields {sorted(unknown)}" if unknown else f"missing fields {sorted(missing)}"
+                raise DataError(f"{path}:{number}: not a {row_type.__name__} ({which}); is this the right file?")
+            yield row_type(**row)
+
+
+def run_once(
+    name: str,
+    folder: Path,
+    payload: dict[str, Any],
+    overwrite: bool,
+    work: Callable[[RunFolder], dict[str, Any]],
+    fingerprinted: tuple[str, ...] = (),
+    quiet: bool = False,
+    show: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run a whole stage in its folder once; a rerun with the same settings and inputs returns its summary."""
+    with open_run(folder, payload, overwrite, SPEED_ONLY, fingerprinted) as run:
+        done = run.finished_summary()
+        if done is None:
+            started_at, started = now(), time.monotonic()
+            run.write_manifest({"started": started_at, "finished": None})
+            try:
+                done = {**work(run), "wall_seconds": time.monotonic() - started}
+            except BaseException:
+                if {child.name for child in folder.iterdir()} <= {LOCK, MANIFEST}:
+                    (folder / MANIFEST).unlink()  # a run that made nothing binds the folder to nothing
+                raise
+            _finish(run, done, {"started": started_at}, True, "")
+        if not quiet:
+            show(done) if show else print_figures(f"retrosearch {name} — {folder}", done)
+        return done
+
+
+def _finish(run: RunFolder, summary: dict[str, Any], facts: dict[str, Any], quiet: bool, title: str) -> None:
+    run.save_summary(summary)
+    run.write_manifest({**facts, "finished": now(), "wall_seconds": summary["wall_seconds"]})
+    if not quiet:
+        print_figures(title, summary)
