@@ -50,7 +50,7 @@ class EngineActor:
         worker = self.worker
 
         async def run() -> list[dict[str, Any]]:
-            return list(await asyncio.gather(*(row_or_error(worker, item) for item in block)))
+            return list(await asyncio.gather(*(row_or_error(worker, item, n) for n, item in enumerate(block))))
 
         return asyncio.run(run())
 

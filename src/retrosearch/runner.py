@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 from tqdm import tqdm
 
 from retrosearch.data import JsonlAppender
+from retrosearch.engines.base import WORK_POSITION
 
 
 class HasId(Protocol):
@@ -46,8 +47,10 @@ def error_ids(rows: Iterable[Any]) -> list[str]:
     return [row.id for row in rows if isinstance(row, ErrorRow)][:ERROR_IDS_SHOWN]
 
 
-async def row_or_error(work: Callable[[Any], Awaitable[Any]], item: HasId) -> Any:
-    """The item's output row; an exception becomes an error row, so one bad sample never stops a run."""
+async def row_or_error(work: Callable[[Any], Awaitable[Any]], item: HasId, position: int = 0) -> Any:
+    """The item's output row; an exception becomes an error row, so one bad sample never stops a run. Its
+    requests carry `position`: engines serve earlier items first."""
+    WORK_POSITION.set(position)  # this task's own context: other items keep theirs
     try:
         return await work(item)
     except asyncio.CancelledError as error:
@@ -80,9 +83,9 @@ async def run_items(
             else:
                 yield item
 
-    async def one(item: HasId) -> None:
+    async def one(item: HasId, position: int) -> None:
         try:
-            row = await row_or_error(work, item)
+            row = await row_or_error(work, item, position)
         finally:
             semaphore.release()
         output.write(row)
@@ -92,9 +95,9 @@ async def run_items(
 
     running: set[asyncio.Task] = set()
     try:
-        for item in pending():
+        for position, item in enumerate(pending()):
             await semaphore.acquire()  # a new sample starts the moment one finishes: no barriers
-            task = asyncio.create_task(one(item))
+            task = asyncio.create_task(one(item, position))
             running.add(task)
             task.add_done_callback(running.discard)
         await asyncio.gather(*running)

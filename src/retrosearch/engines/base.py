@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -23,6 +24,11 @@ class SamplingConfig:
     top_p: float = option(0.95, "nucleus sampling threshold")
     max_new_tokens: int = option(32768, "most tokens one generation may write (per rollout, in revise)")
     seed: int = option(0, "global seed; per-request seeds derive from it and the sample id")
+
+
+# Which of the caller's work items a request serves, by position: engines serve lower positions first when
+# requests wait, so the items that started first finish first. The runner sets it for each item's work.
+WORK_POSITION: ContextVar[int] = ContextVar("work_position", default=0)
 
 
 @dataclass(frozen=True)

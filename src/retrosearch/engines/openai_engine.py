@@ -24,6 +24,7 @@ from typing import Any, Literal
 import httpx
 
 from retrosearch.engines.banning import StartBan
+from retrosearch.engines.slots import PrioritySlots
 from retrosearch.engines.streaming import MASKED, BanMethod, ServerError, StreamingEngine, _Call, backend_finish
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,10 @@ class OpenAIEngine(StreamingEngine):
         self._setup_streaming()
         self.transport = transport  # None: the network; tests put a scripted server here
         self._client: httpx.AsyncClient | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: PrioritySlots | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _session(self) -> asyncio.Semaphore:
+    def _session(self) -> PrioritySlots:
         """One client and one concurrency limit per event loop (each `asyncio.run` has its own)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
@@ -85,7 +86,7 @@ class OpenAIEngine(StreamingEngine):
             self._client = httpx.AsyncClient(
                 headers=headers, timeout=self.timeout, limits=limits, transport=self.transport
             )
-            self._slots = asyncio.Semaphore(self.max_in_flight)
+            self._slots = PrioritySlots(self.max_in_flight)
             self._loop = loop
         return self._slots  # type: ignore[return-value]
 
@@ -95,7 +96,7 @@ class OpenAIEngine(StreamingEngine):
         failures = 0
         while True:
             try:
-                async with slots:
+                async with slots.hold():
                     return await super()._call(call, reject)
             except _PromptNotAccepted:
                 if self.prompt_format == "ids":

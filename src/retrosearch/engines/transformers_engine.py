@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import queue
 import threading
 from collections import deque
@@ -21,7 +22,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from retrosearch.engines.banning import StartBan, StartBans
-from retrosearch.engines.base import Completion, Engine, Request
+from retrosearch.engines.base import WORK_POSITION, Completion, Engine, Request
 from retrosearch.engines.watch import finish
 
 
@@ -112,7 +113,9 @@ class TransformersEngine(Engine):
         eos = tokenizer.eos_token_id if eos is None else eos
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.start_ban = StartBans(tokenizer)
-        self._queue: queue.Queue[tuple[Request, Deliver]] = queue.Queue()
+        # waiting requests, earliest work item first (then in arrival order): (position, arrival, request, deliver)
+        self._queue: queue.PriorityQueue[tuple[int, int, Request, Deliver]] = queue.PriorityQueue()
+        self._arrivals = itertools.count()
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
         self.generated_tokens = 0
@@ -137,8 +140,9 @@ class TransformersEngine(Engine):
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in requests]
+        position = WORK_POSITION.get()
         for request, future in zip(requests, futures, strict=True):
-            self._queue.put((request, _future_deliver(loop, future)))
+            self._queue.put((position, next(self._arrivals), request, _future_deliver(loop, future)))
         with self._worker_lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._serve_forever, name="retrosearch-engine", daemon=True)
@@ -153,7 +157,7 @@ class TransformersEngine(Engine):
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            return items
+            return [(request, deliver) for _, _, request, deliver in items]
 
         while True:
             self.decode(take)
