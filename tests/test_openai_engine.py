@@ -135,3 +135,10 @@ def test_server_killed_and_restarted_mid_run_loses_nothing(teacher_file, tmp_pat
     assert [row["id"] for row in rows] == input_ids(teacher_file, 40)
     summary = json.loads((output / "summary.json").read_text())
     assert summary["errors"] == 0 and summary["engine_retries"] >= 1
+
+
+def test_a_server_engine_knows_the_context_its_model_config_states(shared_tokenizer):
+    from retrosearch.engines.openai_engine import _context_length
+
+    assert _context_length(str(checkpoint_path()), None) == 512
+    assert _context_length(shared_tokenizer.name_or_path, None) is None  # a tokenizer alone: the server knows

@@ -46,6 +46,19 @@ def test_a_plain_request_is_one_call_and_ends_eos():
     assert prompt == PROMPT and call.seed == 11 and call.max_tokens == 50 and call.masked == ()
 
 
+def test_the_budget_is_capped_by_the_context_and_a_full_context_asks_nothing():
+    script = Script().after(PROMPT, "one two three four five six")
+    engine = ScriptedStream(script)
+    prompt_tokens = len(engine.encode(PROMPT))
+    engine.context_length = prompt_tokens + 4
+    completion = complete(engine, max_new_tokens=50)
+    assert completion == complete(ScriptedStream(script), max_new_tokens=4) and completion.finish_reason == "length"
+    assert [call.max_tokens for _, call in engine.calls] == [4]
+    engine.context_length = prompt_tokens
+    assert complete(engine, max_new_tokens=50) == Completion("", (), "length")
+    assert len(engine.calls) == 1  # nothing was sent
+
+
 def test_max_tokens_ends_length():
     engine = ScriptedStream(Script().after(PROMPT, "one two three four five"))
     completion = complete(engine, max_new_tokens=3)

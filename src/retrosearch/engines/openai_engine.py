@@ -191,4 +191,16 @@ class OpenAIEngine(StreamingEngine):
         tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
         engine = cls(base_url, served_model or model, tokenizer, api_key=api_key, **settings)
         engine.revision = revision
+        engine.context_length = _context_length(model, revision)
         return engine
+
+
+def _context_length(model: str, revision: str | None) -> int | None:
+    """The model's context as its config states it (a server started with a shorter one says so per request)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model, revision=revision)
+    except (OSError, ValueError):  # a tokenizer-only folder: the server alone knows
+        return None
+    return getattr(config, "max_position_embeddings", None)

@@ -80,7 +80,12 @@ class StreamingEngine(Engine):
 
     async def _complete(self, request: Request) -> Completion:
         self.counts["requests"] += 1
-        call = _Call(request, request.prompt_ids, request.max_new_tokens, request.seed)
+        budget = request.max_new_tokens
+        if self.context_length is not None:  # a server refuses a request that cannot fit its context
+            budget = min(budget, self.context_length - len(request.prompt_ids))
+            if budget <= 0:
+                return Completion(text="", token_ids=(), finish_reason="length")
+        call = _Call(request, request.prompt_ids, budget, request.seed)
         if not request.banned_starts:
             text, reason = await self._call(call)
         elif self.ban_method == "reject":

@@ -78,7 +78,9 @@ class VLLMEngine(StreamingEngine):
         )
         llm = AsyncLLM.from_engine_args(arguments)
         tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
-        return cls(llm, tokenizer, model, revision)
+        engine = cls(llm, tokenizer, model, revision)
+        engine.context_length = getattr(getattr(llm, "model_config", None), "max_model_len", None)
+        return engine
 
     async def _deltas(self, call: _Call) -> AsyncIterator[tuple[str, str | None]]:
         from vllm import SamplingParams
