@@ -355,3 +355,47 @@ def test_a_trace_longer_than_the_models_context_is_skipped_at_once(tmp_path, scr
 
 def test_the_organism_engine_knows_its_context(organism_engine):
     assert organism_engine.context_length == 512
+
+
+def test_a_full_disk_ends_the_run_with_one_line_and_a_rerun_resumes(tmp_path, scripted, capsys, monkeypatch):
+    import errno
+
+    from retrosearch.data import JsonlAppender
+
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
+    out = tmp_path / "run"
+    original = JsonlAppender.write
+    written = []
+
+    def write_until_full(self, row):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        written.append(row)
+        original(self, row)
+
+    monkeypatch.setattr(JsonlAppender, "write", write_until_full)
+    assert revise_cli("--input", str(source), "--output", str(out)) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        f"retrosearch: error: {out / 'revised.jsonl'}: No space left on device; free space or fix permissions, "
+        "then rerun the same command to resume"
+    )
+    assert len((out / "revised.jsonl").read_text().splitlines()) == 1  # the row that was written stays
+    assert not list(out.glob("*.tmp"))
+    monkeypatch.setattr(JsonlAppender, "write", original)
+    assert revise_cli("--input", str(source), "--output", str(out)) == 0
+    assert json.loads((out / "summary.json").read_text())["resumed_samples"] == 1
+
+
+def test_a_summary_that_cannot_be_written_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from retrosearch import data
+
+    def no_room(self, text, *args, **kwargs):  # a write that stops part way
+        with open(self, "w") as handle:
+            handle.write(text[:3])
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", no_room)
+    with pytest.raises(OSError):
+        data.write_json(tmp_path / "summary.json", {"a": 1})
+    assert list(tmp_path.iterdir()) == []

@@ -114,6 +114,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(error: Exception) -> str:
+    """An error as one line; a failed read or write (full disk, no permission) names its file."""
+    if isinstance(error, OSError) and error.strerror and not isinstance(error, FileNotFoundError):
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror}; free space or fix permissions, then rerun the same command to resume"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     from retrosearch.data import DataError
     from retrosearch.stages.folder import RunError
@@ -121,10 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (DataError, RunError, ValueError, FileNotFoundError) as error:
+    except (DataError, RunError, ValueError, OSError) as error:
         if os.environ.get("RETROSEARCH_DEBUG"):
             raise
-        print(f"retrosearch: error: {error}", file=sys.stderr)
+        print(f"retrosearch: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("retrosearch: interrupted; rerun the same command to resume", file=sys.stderr)

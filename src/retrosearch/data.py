@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -349,11 +350,22 @@ def write_in_order(path: Path, ids: Iterable[str]) -> None:
     order = [*wanted, *(row_id for row_id in last if row_id not in listed)]
     if lines == len(order) and order == list(last):
         return  # already in order, each id once: a finished run's file is left untouched
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(path, "rb") as source, open(temporary, "wb") as target:
+    with _whole(path) as temporary, open(path, "rb") as source, open(temporary, "wb") as target:
         for row_id in order:
             source.seek(last[row_id])
             target.write(source.readline())
+
+
+@contextmanager
+def _whole(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` that replaces it once written, or is removed if the writing fails (a full
+    disk): a file is written whole or not at all."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    try:
+        yield temporary
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     temporary.replace(path)
 
 
@@ -364,9 +376,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def write_json(path: Path, payload: Any) -> None:
     """Write whole-or-nothing: a temporary file renamed into place."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    temporary.replace(path)
+    with _whole(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 @dataclass
@@ -425,8 +436,6 @@ def read_problems(
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write a whole JSONL file at once: a temporary file renamed into place."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with _whole(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    temporary.replace(path)
