@@ -25,6 +25,14 @@ def option(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+def at_least(config: Any, minimum: float, *names: str) -> None:
+    """Refuse, in one line naming the option, a value below `minimum` (None means unset and passes)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise ValueError(f"{_option(name)} must be at least {minimum} (got {value})")
+
+
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 

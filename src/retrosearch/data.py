@@ -132,7 +132,22 @@ def to_sample(record: dict, where: str, fields: FieldMap, row_number: int) -> Sa
             "name it with --answer-field, or pass --gold-from-trace for a dataset of correct traces"
         )
     sample_id = _record_id(record, fields, where, f"row-{row_number}")
+    for name, text in (("problem", problem), ("trace", response), ("gold answer", gold), ("id", sample_id)):
+        _check_unicode(text, where, name)
     return Sample(sample_id, problem, gold, response, where, record, layout, trace_field or "")
+
+
+def _check_unicode(text: str | None, where: str, what: str) -> None:
+    """JSON may hold lone surrogates (\\ud800), which no tokenizer or UTF-8 file takes: refuse them here."""
+    if text is None:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DataError(
+            f"{where}: the {what} holds {text[error.start]!r} at character {error.start + 1}, not valid Unicode "
+            "(a lone surrogate); fix the text"
+        ) from None
 
 
 def _gold_text(value: Any) -> str | None:
@@ -199,6 +214,8 @@ def read_records(path: str) -> Iterator[tuple[dict, str]]:
             records = json.loads(_utf8(local.read_bytes(), path, "the file"))
         except json.JSONDecodeError as error:
             raise DataError(f"{path}:{error.lineno}: broken JSON ({error.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}: JSON nested too deeply to read") from None
         if not isinstance(records, list):
             raise DataError(f"{path}: expected a JSON list of samples")
         for number, record in enumerate(records, start=1):
@@ -212,9 +229,12 @@ def read_records(path: str) -> Iterator[tuple[dict, str]]:
             if not line.strip():
                 continue
             try:
-                yield json.loads(line), f"{path}:{number}"
+                record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise DataError(f"{path}:{number}: broken JSON line ({error.msg}); fix or remove it") from None
+            except RecursionError:
+                raise DataError(f"{path}:{number}: JSON nested too deeply to read; fix or remove the line") from None
+            yield record, f"{path}:{number}"
 
 
 def _utf8(data: bytes, where: str, what: str) -> str:
@@ -428,6 +448,8 @@ def read_problems(
         if answer is None and require_gold:
             raise DataError(f"{where}: no gold answer (looked for {', '.join(ANSWER_FIELDS)}); use --answer-field")
         problem_id = f"{id_prefix}-{number}" if id_prefix else _record_id(record, fields, where, f"problem-{number}")
+        for name, text in (("problem", record[problem_field]), ("gold answer", answer), ("id", problem_id)):
+            _check_unicode(text, where, name)
         problems.append(ProblemRow(problem_id, record[problem_field], answer))
     if not problems:
         raise DataError(f"{source}: no problems found")

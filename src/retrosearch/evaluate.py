@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.config import option
+from retrosearch.config import at_least, option
 from retrosearch.data import FieldMap, ProblemRow, read_problems, write_jsonl
 from retrosearch.engines import Engine, EngineConfig, SamplingConfig
 from retrosearch.executors import ExecutorConfig, make_executor
@@ -66,6 +66,9 @@ class EvalConfig:
     limit: int | None = option(None, "only the first N problems of each benchmark (organism default: 500)")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling settings")
     overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "samples", "limit")
 
 
 def gold_answer(benchmark: str, value: Any) -> str:

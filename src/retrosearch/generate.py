@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.answers import default_checker, extract_answer
-from retrosearch.config import option
+from retrosearch.config import at_least, option
 from retrosearch.data import FieldMap, ProblemRow, read_problems, write_jsonl
 from retrosearch.engines import Engine, EngineConfig, Request, SamplingConfig
 from retrosearch.executors import Executor, ExecutorConfig, WorkerSpec, make_executor
@@ -37,6 +37,9 @@ class GenerateConfig:
     problem_field: str | None = option(None, "field holding the problem text")
     answer_field: str | None = option(None, "field holding the gold answer")
     id_field: str | None = option(None, "field holding a unique problem id")
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "samples", "limit")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.answers import Verdict, default_checker, extract_answer
-from retrosearch.config import option
+from retrosearch.config import at_least, option
 from retrosearch.data import (
     FieldMap,
     Sample,
@@ -52,6 +52,9 @@ class ReviseConfig:
     max_input_tokens: int | None = option(
         None, "skip traces longer than this many tokens (the model's context is always a limit)"
     )
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "limit", "max_input_tokens")
 
 
 @dataclass

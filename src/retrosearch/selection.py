@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.config import option
+from retrosearch.config import at_least, option
 from retrosearch.data import DataError, write_jsonl
 from retrosearch.generate import TRACES_FILE, SampleRow
 from retrosearch.search.shortest_of_n import shortest_correct_of_n
@@ -20,6 +20,9 @@ class SelectConfig:
     output: str = option("runs/select", "run folder; the chosen traces land in OUTPUT/traces.jsonl")
     shortest_correct_of: int = option(4, "keep the shortest correct trace among the first N samples of each problem")
     overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "shortest_correct_of")
 
 
 def select(config: SelectConfig, quiet: bool = False) -> dict[str, Any]:

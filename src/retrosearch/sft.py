@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.config import option
+from retrosearch.config import at_least, option
 from retrosearch.data import DataError, FieldMap, read_records, to_sample
 from retrosearch.engines import resolve_model
 from retrosearch.revise import RevisedRow
@@ -46,6 +46,12 @@ class SFTRunConfig:
     logging_steps: int = option(10, "steps between loss reports")
     seed: int = option(0, "data order and initialisation seed")
     overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "limit", "batch_size", "gradient_accumulation", "max_length", "lora_rank", "save_steps")
+        at_least(self, 1, "logging_steps")
+        if self.epochs <= 0 or self.learning_rate <= 0:
+            raise ValueError("--epochs and --learning-rate must be above 0")
 
 
 def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]], dict[str, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from retrosearch.config import option
+from retrosearch.config import at_least, option
 from retrosearch.engines.base import Completion, Engine, Request, SamplingConfig
 
 __all__ = ["Completion", "Engine", "EngineConfig", "Request", "SamplingConfig", "load_engine", "resolve_model"]
@@ -44,6 +44,12 @@ class EngineConfig:
         "generation_config (transformers serve) or reject (resample; any server)",
     )
     ban_attempts: int = option(32, "openai, --ban-method reject: samples of a switch-suppressed step before giving up")
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "batch_size", "tensor_parallel_size", "ban_attempts")
+        at_least(self, 0, "retries")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise ValueError(f"--gpu-memory-utilization must be in (0, 1] (got {self.gpu_memory_utilization})")
 
 
 def resolve_model(model: str) -> str:

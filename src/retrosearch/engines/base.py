@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from retrosearch.config import option
+from retrosearch.config import at_least, option
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,12 @@ class SamplingConfig:
     top_p: float = option(0.95, "nucleus sampling threshold")
     max_new_tokens: int = option(32768, "most tokens one generation may write (per rollout, in revise)")
     seed: int = option(0, "global seed; per-request seeds derive from it and the sample id")
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "temperature")
+        at_least(self, 1, "max_new_tokens")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"--top-p must be in (0, 1] (got {self.top_p})")
 
 
 # Which of the caller's work items a request serves, by position: engines serve lower positions first when

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from retrosearch.config import option
+from retrosearch.config import at_least, option
 from retrosearch.data import JsonlAppender
 from retrosearch.engines import Engine, EngineConfig
 from retrosearch.runner import HasId, RunStats
@@ -30,6 +30,10 @@ class ExecutorConfig:
     address: str | None = option(None, "Ray cluster to join (default: RAY_ADDRESS, else a local one for this run)")
     replicas: int = option(1, "Ray actors, each with its own engine")
     gpus_per_replica: float = option(0.0, "GPUs per Ray actor (0: CPU actors)")
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "concurrency", "gpus_per_replica")
+        at_least(self, 1, "replicas")
 
 
 class Worker(Protocol):

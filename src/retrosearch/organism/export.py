@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from retrosearch.config import option
+from retrosearch.config import at_least, option
 from retrosearch.data import write_jsonl
 from retrosearch.organism.task import sample_problems
 from retrosearch.organism.teacher import Habits, solve
@@ -31,6 +31,9 @@ class TeacherConfig:
     split: Literal["train", "test"] = option("train", "problem split")
     seed: int = option(0, "problem and habit seed")
     overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "count")
 
 
 def export_teacher_run(config: TeacherConfig, quiet: bool = False) -> dict[str, Any]:

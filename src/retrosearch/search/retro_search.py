@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from retrosearch.answers import extract_answer
-from retrosearch.config import option
+from retrosearch.config import at_least, option
 from retrosearch.engines.base import Completion, Engine, Request, SamplingConfig
 from retrosearch.trace import DEFAULT_KEYWORDS, SEPARATOR, KeywordMatcher, Trace, parse
 
@@ -48,6 +48,9 @@ class RetroSearchConfig:
             raise ValueError("rollouts must be at least 1")
         if not 0.0 < self.partial <= 1.0:
             raise ValueError("partial must be in (0, 1]")
+        at_least(self, 1, "step_max_tokens")
+        if not self.keywords or not all(keyword.strip() for keyword in self.keywords):
+            raise ValueError("--keywords takes one or more words (none may be blank)")
 
 
 def derive_seed(*parts: object) -> int:
