@@ -285,6 +285,53 @@ def test_length_in_tokens_counts_prefix_plus_generated_and_must_be_strictly_shor
             assert result.revisions[0].length_after == total - 1
 
 
+def bpe_engine(script: Script) -> ScriptedEngine:
+    """A scripted engine over a byte-level BPE (GPT-2 rules) in which a text ending in a blank line tokenizes it
+    as one token, but the same blank line before a word as two: prefix + rollout tokens < whole text tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=alphabet, show_progress=False)
+    core.train_from_iterator([SIX, CHAT, "\n\n"] * 50, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core)
+
+    class Wrapped:  # no special tokens, as every engine encodes
+        def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+            return tokenizer(text, add_special_tokens=False)
+
+        def decode(self, ids) -> str:
+            return tokenizer.decode(list(ids))
+
+    engine = ScriptedEngine(script)
+    engine.tokenizer = Wrapped()
+    return engine
+
+
+def test_a_rollout_as_long_as_the_trace_in_bpe_tokens_does_not_win():
+    """Regression: the rollout was measured as tokens(prefix) + generated and the trace as tokens(whole); where
+    the two split the blank line differently, an equally long rollout counted one token shorter and won."""
+    trace = parse(SIX)
+    probe = bpe_engine(Script())
+    total = probe.count_tokens(SIX)
+    assert probe.count_tokens(trace.prefix(2)) + probe.count_tokens(SIX[len(trace.prefix(2)) :]) == total - 1
+    rest = next(
+        candidate
+        for filler in (" ".join(["s"] * count) + end for count in range(1, 12) for end in ("", "5"))
+        if probe.count_tokens(trace.prefix(2) + (candidate := f"Try 5.\n\n5 works.\n\n{filler}." + ending())) == total
+    )
+    for bound in (True, False):
+        script = Script().after(CHAT + trace.prefix(2), rest).after(CHAT + trace.prefix(4), "N" + ending("0"))
+        engine = bpe_engine(script)
+        searcher = RetroSearch(engine, equal, build(RetroSearchConfig, {"length_unit": "tokens", "bound": bound}))
+        result = run(searcher, SIX)
+        assert result.revisions == [], bound
+        assert result.length_before == result.length_after == total
+
+
 def test_the_token_bound_caps_the_rollout_at_the_tokens_left():
     trace = parse(SIX)
     script = Script().after(CHAT + trace.prefix(2), "Try 5.\n\n" + "y " * 400 + ending())
@@ -294,9 +341,10 @@ def test_the_token_bound_caps_the_rollout_at_the_tokens_left():
     result = run(searcher, SIX)
     first, second = engine.seen[:2]
     prefix_tokens = engine.count_tokens(trace.prefix(2))
-    # a rollout as long as the trace cannot win: it may generate one token less than that
-    assert first.request.max_new_tokens == total - prefix_tokens - 1
-    assert second.request.max_new_tokens == total - prefix_tokens - 1 - len(first.completion.token_ids)
+    # a rollout as long as the trace cannot win; the bound lets one token more run (where prefix and
+    # rollout join, their tokens may count one more than the whole text's)
+    assert first.request.max_new_tokens == total - prefix_tokens
+    assert second.request.max_new_tokens == total - prefix_tokens - len(first.completion.token_ids)
     assert second.request.occurrence_limit is None
     assert second.completion.finish_reason == "length"
     assert result.revisions == []

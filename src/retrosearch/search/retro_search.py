@@ -145,8 +145,10 @@ class RetroSearch:
         close = trace.format.close
         in_tokens = config.length_unit == "tokens"
         prefix_tokens = self.engine.count_tokens(prefix) if in_tokens else 0
-        # the most the rollout may add and still be shorter: blank-line segments, or generated tokens
-        room = bound - prefix_tokens - 1 if in_tokens else bound - index - 1
+        # the most the rollout may add and still be shorter: blank-line segments, or generated tokens. In tokens,
+        # prefix + generated may count one more than the whole text (a BPE merge where they join), so the bound
+        # lets one token more run: it never stops a rollout that could win.
+        room = bound - prefix_tokens if in_tokens else bound - index - 1
         if config.bound and room <= 0:
             return None
         first_budget = min(config.step_max_tokens, config.sampling.max_new_tokens)
@@ -189,7 +191,7 @@ class RetroSearch:
         finish = completions[-1].finish_reason
         new_trace = parse(prefix + "".join(c.text for c in completions), trace.format)
         valid = finish == "eos" and has_content and self.matcher.match(new_trace.steps[index]) is None
-        length = prefix_tokens + generated if in_tokens else len(new_trace.steps)
+        length = self.length(new_trace)  # the trace's own measure: tokens of the whole text, or its steps
         correct = valid and new_trace.finished and await self._correct(gold, new_trace)
         return Rollout(new_trace, length, correct, generated, number)
 
