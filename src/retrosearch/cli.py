@@ -13,6 +13,7 @@ OUTPUT_HELP = "run folder (rerunning the same command resumes it)"
 
 def _parser() -> argparse.ArgumentParser:
     from retrosearch.config import add_options
+    from retrosearch.engines.base import PromptConfig
     from retrosearch.stages.registry import COMMANDS
 
     parser = argparse.ArgumentParser(
@@ -35,6 +36,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the dataset holds only correct traces: take each trace's answer as gold",
     )
+
+    prompt = commands.add_parser(
+        "prompt", help="print the exact prompt of a row: at a thought switch, or for generation (tokenizer only)"
+    )
+    prompt.add_argument("--model", default="organism", help="hub id, local path, or 'organism' (its tokenizer)")
+    prompt.add_argument("--revision", help="model revision on the hub")
+    prompt.add_argument("--input", required=True, help="traces file (JSONL, JSON, Parquet) or dataset id")
+    prompt.add_argument("--row", type=int, default=0, help="the row, counted from 0")
+    prompt.add_argument("--switch", type=int, help="the thought switch of the row, from 0 (default: generation)")
+    prompt.add_argument("--ids", action="store_true", help="print JSON with the text and its token ids")
+    prompt.add_argument("--keywords", nargs="+", help="transition keywords that open a new thought (any case)")
+    prompt.add_argument("--problem-field", help="field holding the problem text")
+    prompt.add_argument("--trace-field", help="field holding the trace (model response)")
+    add_options(prompt, PromptConfig)
 
     groups: dict[str, argparse._SubParsersAction] = {}
     for command in COMMANDS.values():  # the stage commands, from the one registry
@@ -97,6 +112,25 @@ def _run(args: argparse.Namespace) -> int:
                 print(json.dumps(figures))
             else:
                 print_figures(f"retrosearch inspect — {path}", figures)
+        return 0
+    if args.command == "prompt":
+        from retrosearch.config import build
+        from retrosearch.data import FieldMap
+        from retrosearch.engines.base import PromptConfig
+        from retrosearch.inspect_prompt import rollout_prompt
+        from retrosearch.trace import with_keywords
+
+        shown = rollout_prompt(
+            args.model,
+            args.input,
+            args.row,
+            args.switch,
+            build(PromptConfig, vars(args)),
+            FieldMap(problem=args.problem_field, trace=args.trace_field, gold_from_trace=True),
+            with_keywords(args.keywords),
+            args.revision,
+        )
+        print(json.dumps(shown, ensure_ascii=False) if args.ids else shown["text"], end="" if not args.ids else "\n")
         return 0
     if args.command == "merge":
         from retrosearch.revise import merge

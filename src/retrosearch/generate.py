@@ -13,6 +13,7 @@ from retrosearch.config import at_least, option
 from retrosearch.data import FieldMap, ProblemRow, read_problems, write_jsonl
 from retrosearch.engines import Engine, EngineConfig, Request, SamplingConfig
 from retrosearch.executors import Executor, ExecutorConfig, WorkerSpec, make_executor
+from retrosearch.prompting import stored
 from retrosearch.runner import ErrorRow, error_ids
 from retrosearch.search.retro_search import derive_seed
 from retrosearch.stages.folder import config_payload
@@ -80,7 +81,8 @@ class Sampler:
         return {"correct": self.correct}
 
     async def __call__(self, job: Job) -> SampleRow:
-        prompt_ids = tuple(self.engine.encode(self.engine.chat_prompt(job.problem.problem)))
+        prompt = self.engine.chat_prompt(job.problem.problem)
+        prompt_ids = tuple(self.engine.encode(prompt))
         request = Request(
             prompt_ids=prompt_ids,
             max_new_tokens=self.sampling.max_new_tokens,
@@ -89,7 +91,8 @@ class Sampler:
             seed=derive_seed(self.sampling.seed, job.problem.id, job.sample_index),
         )
         (completion,) = await self.engine.generate([request])
-        trace = parse(completion.text)
+        response = stored(prompt, completion.text)  # with the opening marker a template wrote for the model
+        trace = parse(response)
         answer = extract_answer(trace.solution)
         correct = await asyncio.to_thread(self.checker.is_correct, job.problem.gold, answer)
         self.correct += correct
@@ -99,7 +102,7 @@ class Sampler:
             sample=job.sample_index,
             problem=job.problem.problem,
             answer=job.problem.gold,
-            response=completion.text,
+            response=response,
             predicted=answer,
             correct=correct,
             truncated=completion.finish_reason == "length",

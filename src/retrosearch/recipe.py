@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,8 +119,8 @@ def _as_option(key: str, value: Any) -> str:
     if isinstance(value, bool):
         return flag if value else "--no-" + flag[2:]
     if isinstance(value, (list, tuple)):
-        return f"{flag} {' '.join(map(str, value))}"
-    return f"{flag} {value}"
+        return f"{flag} {' '.join(shlex.quote(str(item)) for item in value)}"
+    return f"{flag} {shlex.quote(str(value))}"  # the plan is a command a shell takes as it is
 
 
 def run_recipe(path: str, output: str | None = None, dry_run: bool = False) -> str:

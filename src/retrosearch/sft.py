@@ -1,8 +1,10 @@
 """`retrosearch sft`: fine-tune a student on (original or revised) traces with TRL.
 
 Each trace becomes a prompt-completion pair: the prompt is the model's chat template around the problem
-(ready for the assistant's reply), the completion is the trace exactly as written, reasoning included, so
-no chat template can drop the `<think>` part. Loss is on the completion only. Rows longer than
+(ready for the assistant's reply, with `--system-prompt` and template arguments as for generation), the
+completion is the trace exactly as written, reasoning included, so no chat template can drop the `<think>` part;
+where the template itself opens the reasoning, the completion starts after the marker (`prompting.join`), as
+the model will be prompted. Loss is on the completion only. Rows longer than
 `max_length` are refused with their exact count (or dropped with `drop_long`), never cut silently.
 """
 
@@ -15,6 +17,8 @@ from typing import Any
 from retrosearch.config import at_least, option
 from retrosearch.data import DataError, FieldMap, read_records, to_sample
 from retrosearch.engines import resolve_model
+from retrosearch.engines.base import PromptConfig, chat_prompt
+from retrosearch.prompting import completion_part
 from retrosearch.revise import RevisedRow
 from retrosearch.stages.folder import RunFolder, config_payload
 from retrosearch.stages.template import run_once
@@ -45,6 +49,7 @@ class SFTRunConfig:
     save_steps: int = option(500, "steps between checkpoints (a rerun resumes from the last one)")
     logging_steps: int = option(10, "steps between loss reports")
     seed: int = option(0, "data order and initialisation seed")
+    prompt: PromptConfig = option(PromptConfig(), "how a problem becomes the student's prompt")
     overwrite: bool = option(False, "start the run folder afresh instead of resuming")
 
     def __post_init__(self) -> None:
@@ -76,15 +81,14 @@ def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]
         if RevisedRow.is_one(sample.record) and sample.record["status"] not in SEARCHED:
             not_searched += 1  # a revise row whose original was skipped (incorrect, unfinished) or failed
             continue
-        prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": sample.problem}], add_generation_prompt=True, tokenize=False
-        )
-        length = len(tokenizer(prompt + sample.response, add_special_tokens=False)["input_ids"]) + 1
+        prompt = chat_prompt(tokenizer, sample.problem, config.prompt)
+        completion = completion_part(prompt, sample.response)  # trained as the model will be prompted
+        length = len(tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]) + 1
         longest = max(longest, length)
         if length > config.max_length:
             too_long += 1
             continue
-        pairs.append({"prompt": prompt, "completion": sample.response})
+        pairs.append({"prompt": prompt, "completion": completion})
     if too_long and not config.drop_long:
         raise DataError(
             f"{config.input}: {too_long} of {len(samples)} rows exceed --max-length {config.max_length} tokens "

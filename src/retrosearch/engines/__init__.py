@@ -6,9 +6,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from retrosearch.config import at_least, option
-from retrosearch.engines.base import Completion, Engine, Request, SamplingConfig
+from retrosearch.engines.base import Completion, Engine, PromptConfig, Request, SamplingConfig
 
-__all__ = ["Completion", "Engine", "EngineConfig", "Request", "SamplingConfig", "load_engine", "resolve_model"]
+__all__ = [
+    "Completion",
+    "Engine",
+    "EngineConfig",
+    "PromptConfig",
+    "Request",
+    "SamplingConfig",
+    "load_engine",
+    "resolve_model",
+]
 
 ENGINES = ("transformers", "vllm", "openai")
 
@@ -44,6 +53,7 @@ class EngineConfig:
         "generation_config (transformers serve) or reject (resample; any server)",
     )
     ban_attempts: int = option(32, "openai, --ban-method reject: samples of a switch-suppressed step before giving up")
+    prompt: PromptConfig = option(PromptConfig(), "how a problem becomes the model's prompt")
 
     def __post_init__(self) -> None:
         at_least(self, 1, "batch_size", "tensor_parallel_size", "ban_attempts")
@@ -101,4 +111,5 @@ def load_engine(config: EngineConfig) -> Engine:
     else:
         raise ValueError(f"unknown engine {config.engine!r}; available: {', '.join(ENGINES)}")
     engine.model_id = config.model  # what the user named (a backend may have resolved it to a path)
+    engine.prompt = config.prompt
     return engine

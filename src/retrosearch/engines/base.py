@@ -7,11 +7,14 @@ suppresses a thought switch for one step, and each engine must enforce it for ev
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from retrosearch.config import at_least, option
 
@@ -30,6 +33,63 @@ class SamplingConfig:
         at_least(self, 1, "max_new_tokens")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"--top-p must be in (0, 1] (got {self.top_p})")
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How a problem becomes a chat prompt: the model's template, with a system prompt and template arguments."""
+
+    system_prompt: str | None = option(
+        None, "system prompt before the problem (e.g. the one a Sky-T1/OpenThoughts model was trained with)"
+    )
+    system_prompt_file: str | None = option(None, "file holding the system prompt")
+    chat_template_kwargs: str | None = option(
+        None, "JSON object of chat-template arguments, e.g. '{\"enable_thinking\": true}'"
+    )
+    chat_template: str | None = option(None, "Jinja chat-template file to use instead of the tokenizer's own")
+
+    def __post_init__(self) -> None:
+        if self.system_prompt is not None and self.system_prompt_file is not None:
+            raise ValueError("give --system-prompt or --system-prompt-file, not both")
+        self.template_arguments()  # refused at once, not at the first prompt
+
+    def system(self) -> str | None:
+        if self.system_prompt_file is None:
+            return self.system_prompt
+        return _read_text(self.system_prompt_file, "--system-prompt-file")
+
+    def template_arguments(self) -> dict[str, Any]:
+        if not self.chat_template_kwargs:
+            return {}
+        try:
+            arguments = json.loads(self.chat_template_kwargs)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--chat-template-kwargs is not JSON ({error.msg}): {self.chat_template_kwargs}") from None
+        if not isinstance(arguments, dict):
+            raise ValueError("--chat-template-kwargs takes a JSON object, e.g. '{\"enable_thinking\": true}'")
+        return arguments
+
+
+def _read_text(path: str, option_name: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{option_name} {path}: cannot be read ({error})") from None
+
+
+def chat_prompt(tokenizer: Any, user: str, prompt: PromptConfig = PromptConfig()) -> str:
+    """The chat template around one user turn (after the system prompt, if any), ready for the assistant's reply.
+    A tokenizer without a template gets the system prompt and the problem separated by a blank line."""
+    system = prompt.system()
+    template = _read_text(prompt.chat_template, "--chat-template") if prompt.chat_template else None
+    template = template or getattr(tokenizer, "chat_template", None)
+    if not template:
+        return f"{system}\n\n{user}" if system else user
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": user})
+    return tokenizer.apply_chat_template(
+        messages, chat_template=template, add_generation_prompt=True, tokenize=False, **prompt.template_arguments()
+    )
 
 
 # Which of the caller's work items a request serves, by position: engines serve lower positions first when
@@ -74,14 +134,11 @@ class Engine(ABC):
     @abstractmethod
     async def generate(self, requests: Sequence[Request]) -> list[Completion]: ...
 
+    prompt: PromptConfig = PromptConfig()  # set from the engine options by load_engine
+
     def chat_prompt(self, user: str) -> str:
         """The model's chat template around one user turn, ready for the assistant's reply."""
-        template = getattr(self.tokenizer, "chat_template", None)
-        if not template:
-            return user
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
-        )
+        return chat_prompt(self.tokenizer, user, self.prompt)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

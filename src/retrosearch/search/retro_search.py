@@ -21,6 +21,7 @@ from typing import Literal
 from retrosearch.answers import extract_answer
 from retrosearch.config import at_least, option
 from retrosearch.engines.base import Completion, Engine, Request, SamplingConfig
+from retrosearch.prompting import joined_ids
 from retrosearch.trace import DEFAULT_KEYWORDS, SEPARATOR, KeywordMatcher, Trace, parse
 
 
@@ -141,7 +142,7 @@ class RetroSearch:
         """Continue the thought before switch `index`; None when no rollout could win at all."""
         config = self.config
         prefix = trace.prefix(index)
-        prompt_ids = tuple(self.engine.encode(prompt + prefix))
+        prompt_ids = joined_ids(self.engine.encode, prompt, prefix)  # the opening marker once, tokens as written
         close = trace.format.close
         in_tokens = config.length_unit == "tokens"
         prefix_tokens = self.engine.count_tokens(prefix) if in_tokens else 0

@@ -1,0 +1,45 @@
+"""`retrosearch prompt`: the exact text (and token ids) a model is prompted with for a row of a traces file, at one
+of its thought switches or for generating. Loads only the tokenizer; builds the prompt as the engines do."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from retrosearch.data import DataError, FieldMap, iter_samples
+from retrosearch.engines import resolve_model
+from retrosearch.engines.base import PromptConfig, chat_prompt
+from retrosearch.prompting import join, joined_ids
+from retrosearch.trace import KeywordMatcher, parse
+
+
+def rollout_prompt(
+    model: str,
+    path: str,
+    row: int = 0,
+    switch: int | None = None,
+    prompt: PromptConfig = PromptConfig(),
+    fields: FieldMap = FieldMap(gold_from_trace=True),
+    matcher: KeywordMatcher = KeywordMatcher(),
+    revision: str | None = None,
+) -> dict[str, Any]:
+    """{'text', 'ids'} of the prompt of row `row` (from 0): at its `switch`-th thought switch (from 0), the
+    rollout prompt (chat prompt joined to the trace before that switch); without `switch`, the generation prompt."""
+    from transformers import AutoTokenizer
+
+    if row < 0 or (switch is not None and switch < 0):
+        raise ValueError("--row and --switch count from 0")
+    sample = next(itertools.islice(iter_samples(path, fields), row, None), None)
+    if sample is None:
+        raise DataError(f"{path}: there is no row {row} (rows count from 0)")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model), revision=revision)
+    text = chat_prompt(tokenizer, sample.problem, prompt)
+    prefix = ""
+    if switch is not None:
+        trace = parse(sample.response)
+        switches = trace.switch_indices(matcher)
+        if switch >= len(switches):
+            raise DataError(f"{sample.source}: row {row} has {len(switches)} thought switches; --switch counts from 0")
+        prefix = trace.prefix(switches[switch])
+    ids = joined_ids(lambda part: tokenizer(part, add_special_tokens=False)["input_ids"], text, prefix)
+    return {"text": join(text, prefix), "ids": list(ids)}
