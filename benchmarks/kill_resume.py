@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RETROSEARCH = [sys.executable, "-m", "retrosearch.cli"]
+from organism_traces import ONE_THREAD, RETROSEARCH, organism_traces
 
 
 def rows(path: Path) -> int:
@@ -49,15 +49,8 @@ def main() -> int:
     parser.add_argument("--work", help="folder for the runs (default: a temporary one)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="kill-resume-"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    generated = work / "gen"
-    subprocess.run(
-        [*RETROSEARCH, "generate", "--problems", "organism", "--limit", str(args.traces), "--output", str(generated)],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    traces = generated / "samples.jsonl"
+    env = ONE_THREAD
+    traces = organism_traces(work, args.traces)
     revise = [*RETROSEARCH, "revise", "--input", str(traces), "--max-new-tokens", "400"]
     started = time.monotonic()
     subprocess.run([*revise, "--output", str(work / "whole")], check=True, env=env, capture_output=True)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-RETROSEARCH = [sys.executable, "-m", "retrosearch.cli"]
+from organism_traces import ONE_THREAD, RETROSEARCH, organism_traces
+
 QUARTERS = (0.25, 0.5, 0.75)
 
 
@@ -35,15 +35,8 @@ def main() -> int:
     parser.add_argument("--work", help="folder for the runs (default: a temporary one)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="ordered-progress-"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    generated = work / "gen"
-    subprocess.run(
-        [*RETROSEARCH, "generate", "--problems", "organism", "--limit", str(args.traces), "--output", str(generated)],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    traces = generated / "samples.jsonl"
+    env = ONE_THREAD
+    traces = organism_traces(work, args.traces)
     order = [json.loads(line)["id"] for line in traces.read_text().splitlines()]
     output = work / "revise"
     command = [*RETROSEARCH, "revise", "--input", str(traces), "--max-new-tokens", "400", "--output", str(output)]
