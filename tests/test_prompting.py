@@ -191,3 +191,20 @@ def test_the_openthoughts_recipe_trains_and_evaluates_with_the_sky_t1_system_pro
     line = next(line for line in run_recipe(path, dry_run=True).splitlines() if "eval-revised:" in line)
     words = shlex.split(line.split(": ", 1)[1])
     assert words[words.index("--system-prompt") + 1] == prompts["eval-revised"]  # the plan runs as printed
+
+
+def test_sft_rows_hold_the_ids_the_model_is_prompted_with(shared_tokenizer, shared_traces):
+    """Tokenizing prompt + completion as one text merges tokens across the join with this tokenizer; the rows
+    SFT trains on are tokenized apart, as rollouts are prompted and as the model writes."""
+    from retrosearch.sft import training_row
+
+    sample = next(iter_samples(str(shared_traces[0]), FieldMap(gold_from_trace=True)))
+    prompt = chat_prompt(shared_tokenizer, sample.problem)
+
+    def encode(text: str) -> list[int]:
+        return shared_tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    row = training_row(shared_tokenizer, prompt, sample.response)
+    assert row["input_ids"] == encode(prompt) + encode(sample.response) + [shared_tokenizer.eos_token_id]
+    assert row["input_ids"][:-1] != encode(prompt + sample.response)  # the merge this avoids
+    assert row["completion_mask"] == [0] * len(encode(prompt)) + [1] * (len(row["input_ids"]) - len(encode(prompt)))

@@ -4,7 +4,8 @@ Each trace becomes a prompt-completion pair: the prompt is the model's chat temp
 (ready for the assistant's reply, with `--system-prompt` and template arguments as for generation), the
 completion is the trace exactly as written, reasoning included, so no chat template can drop the `<think>` part;
 where the template itself opens the reasoning, the completion starts after the marker (`prompting.join`), as
-the model will be prompted. Loss is on the completion only. Rows longer than
+the model will be prompted. Rows go to TRL tokenized: prompt and completion apart, as the model is prompted and
+writes (tokenizing the joined text can merge tokens across the join). Loss is on the completion only. Rows longer than
 `max_length` are refused with their exact count (or dropped with `drop_long`), never cut silently.
 """
 
@@ -18,7 +19,7 @@ from retrosearch.config import at_least, option
 from retrosearch.data import DataError, FieldMap, read_records, to_sample
 from retrosearch.engines import resolve_model
 from retrosearch.engines.base import PromptConfig, chat_prompt
-from retrosearch.prompting import completion_part
+from retrosearch.prompting import completion_part, joined_ids
 from retrosearch.revise import RevisedRow
 from retrosearch.stages.folder import RunFolder, config_payload
 from retrosearch.stages.template import run_once
@@ -83,7 +84,7 @@ def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]
             continue
         prompt = chat_prompt(tokenizer, sample.problem, config.prompt)
         completion = completion_part(prompt, sample.response)  # trained as the model will be prompted
-        length = len(tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]) + 1
+        length = len(training_row(tokenizer, prompt, completion)["input_ids"])
         longest = max(longest, length)
         if length > config.max_length:
             too_long += 1
@@ -104,6 +105,19 @@ def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]
         "left_out_failed": failed,
         "longest_tokens": longest,
     }
+
+
+def training_row(tokenizer, prompt: str, completion: str) -> dict[str, list[int]]:
+    """A pair as TRL trains on it: the prompt's ids, then the completion's and EOS, tokenized apart as the model
+    is prompted and writes (tokenizing the joined text can merge tokens across the join); loss on the completion."""
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    ids = list(joined_ids(encode, prompt, completion))
+    prompt_length = len(encode(prompt))
+    ids.append(tokenizer.eos_token_id)
+    return {"input_ids": ids, "completion_mask": [0] * prompt_length + [1] * (len(ids) - prompt_length)}
 
 
 def build_trainer(config: SFTRunConfig, pairs: list[dict[str, str]]):
@@ -144,7 +158,7 @@ def build_trainer(config: SFTRunConfig, pairs: list[dict[str, str]]):
     return SFTTrainer(
         model=model,
         args=arguments,
-        train_dataset=Dataset.from_list(pairs),
+        train_dataset=Dataset.from_list([training_row(tokenizer, p["prompt"], p["completion"]) for p in pairs]),
         processing_class=tokenizer,
         peft_config=peft_config,
     )
