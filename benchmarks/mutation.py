@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -76,7 +77,9 @@ def main() -> int:
     args = parser.parse_args()
     started = time.monotonic()
     if not args.report:
-        subprocess.run([str(MUTMUT), "run"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        shared = {"RETROSEARCH_SHARED": str(ROOT.parent / "shared")}  # the mutants/ copy sits one level deeper
+        environment = {**os.environ, **shared}
+        subprocess.run([str(MUTMUT), "run"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=environment)
     modules = table(results())
     print(
         json.dumps(

@@ -14,7 +14,8 @@ import tqdm
 tqdm.tqdm.monitor_interval = 0
 tqdm.tqdm.set_lock(threading.RLock())
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# ../shared beside the checkout; RETROSEARCH_SHARED names it elsewhere (the mutation run tests a copy in mutants/)
+SHARED = Path(os.environ.get("RETROSEARCH_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 TRACES = SHARED / "data" / "traces"
 BENCHMARKS = SHARED / "data" / "benchmarks"
 

@@ -220,6 +220,7 @@ def test_a_forked_child_checks_with_workers_of_its_own():
     if pid == 0:  # the child: a hang here fails the test by its deadline, a wrong answer by the exit code
         checker.timeout_seconds = 1
         timed_out = checker.check(SLOW, "5").reason.startswith("answer check timed out")  # a worker is replaced
+        checker.timeout_seconds = 30  # the new worker's checks: its start-up is slow under tracing (mutmut)
         os._exit(
             0 if timed_out and checker.is_correct("\\frac{3}{4}", "0.75") and not checker.is_correct("1", "2") else 1
         )
