@@ -12,12 +12,12 @@ from retrosearch.answers import default_checker, extract_answer
 from retrosearch.config import at_least, option
 from retrosearch.data import FieldMap, ProblemRow, read_problems, write_jsonl
 from retrosearch.engines import Engine, EngineConfig, Request, SamplingConfig
-from retrosearch.executors import Executor, ExecutorConfig, WorkerSpec, make_executor
+from retrosearch.executors import ExecutorConfig, WorkerSpec
 from retrosearch.prompting import stored
 from retrosearch.runner import ErrorRow, error_ids
 from retrosearch.search.retro_search import derive_seed
 from retrosearch.stages.folder import config_payload
-from retrosearch.stages.template import RowStage, run_rows
+from retrosearch.stages.template import RowStage, run_stage
 from retrosearch.trace import KeywordMatcher, parse
 
 SAMPLES_FILE = "samples.jsonl"
@@ -173,11 +173,6 @@ def generate(
     executor_config: ExecutorConfig = ExecutorConfig(),
     engine: Engine | None = None,
     quiet: bool = False,
-    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Sample `config.samples` traces per problem into `config.output`; returns the summary."""
-    stage = generate_stage(config, engine_config)
-    if executor is not None:
-        return run_rows(stage, executor, quiet)
-    with make_executor(executor_config, engine_config, engine) as made:
-        return run_rows(stage, made, quiet)
+    return run_stage(generate_stage(config, engine_config), engine_config, executor_config, engine, quiet)

@@ -24,11 +24,11 @@ from retrosearch.data import (
     write_jsonl,
 )
 from retrosearch.engines import Engine, EngineConfig
-from retrosearch.executors import Executor, ExecutorConfig, WorkerSpec, make_executor
+from retrosearch.executors import ExecutorConfig, WorkerSpec
 from retrosearch.runner import ErrorRow, error_ids
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
 from retrosearch.stages.folder import MANIFEST, SUMMARY, RunError, config_payload, differing_keys, without
-from retrosearch.stages.template import SPEED_ONLY, RowStage, read_rows, run_rows
+from retrosearch.stages.template import SPEED_ONLY, RowStage, read_rows, run_stage
 from retrosearch.tables import print_figures
 from retrosearch.trace import Trace, parse
 
@@ -332,11 +332,6 @@ def revise(
     executor_config: ExecutorConfig = ExecutorConfig(),
     engine: Engine | None = None,
     quiet: bool = False,
-    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Revise `config.input` into `config.output`; returns the summary (also in summary.json)."""
-    stage = revise_stage(config, search, engine_config)
-    if executor is not None:
-        return run_rows(stage, executor, quiet)
-    with make_executor(executor_config, engine_config, engine) as made:
-        return run_rows(stage, made, quiet)
+    return run_stage(revise_stage(config, search, engine_config), engine_config, executor_config, engine, quiet)

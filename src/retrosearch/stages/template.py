@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from retrosearch.data import DataError, JsonlAppender, write_in_order
-from retrosearch.executors import Executor, WorkerSpec
+from retrosearch.engines import Engine, EngineConfig
+from retrosearch.executors import Executor, ExecutorConfig, WorkerSpec, make_executor
 from retrosearch.runner import ErrorRow, HasId
 from retrosearch.stages.folder import LOCK, MANIFEST, RunFolder, now, open_run
 from retrosearch.tables import print_figures
@@ -47,6 +48,18 @@ class RowStage(Generic[Row]):
     finish: Callable[[list[Row | ErrorRow]], None] | None = None  # derived files, written from the rows
 
 
+def run_stage(
+    stage: RowStage[Row],
+    engine_config: EngineConfig,
+    executor_config: ExecutorConfig,
+    engine: Engine | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run a row stage on the executor `executor_config` asks for (`engine`, already loaded, serves in process)."""
+    with make_executor(executor_config, engine_config, engine) as executor:
+        return run_rows(stage, executor, quiet)
+
+
 def run_rows(stage: RowStage[Row], executor: Executor, quiet: bool = False) -> dict[str, Any]:
     """Run (or resume) a row stage in its folder; returns the summary, also in summary.json."""
     with open_run(stage.folder, stage.payload, stage.overwrite, SPEED_ONLY) as run:
@@ -71,7 +84,9 @@ def run_rows(stage: RowStage[Row], executor: Executor, quiet: bool = False) -> d
             **{f"engine_{name}": count - telemetry_before.get(name, 0) for name, count in executor.telemetry().items()},
         }
         counts = {key: summary[key] for key in stage.counts}
-        _finish(run, summary, {**facts, "counts": counts}, quiet, f"retrosearch {stage.name} — {stage.folder}")
+        _finish(run, summary, {**facts, "counts": counts})
+        if not quiet:
+            print_figures(f"retrosearch {stage.name} — {stage.folder}", summary)
         return summary
 
 
@@ -117,14 +132,13 @@ def run_once(
                 if {child.name for child in folder.iterdir()} <= {LOCK, MANIFEST}:
                     (folder / MANIFEST).unlink()  # a run that made nothing binds the folder to nothing
                 raise
-            _finish(run, done, {"started": started_at}, True, "")
+            _finish(run, done, {"started": started_at})
         if not quiet:
             show(done) if show else print_figures(f"retrosearch {name} — {folder}", done)
         return done
 
 
-def _finish(run: RunFolder, summary: dict[str, Any], facts: dict[str, Any], quiet: bool, title: str) -> None:
+def _finish(run: RunFolder, summary: dict[str, Any], facts: dict[str, Any]) -> None:
+    """The summary, then the manifest marked finished: a folder whose manifest says finished has its summary."""
     run.save_summary(summary)
     run.write_manifest({**facts, "finished": now(), "wall_seconds": summary["wall_seconds"]})
-    if not quiet:
-        print_figures(title, summary)
