@@ -25,7 +25,7 @@ from tqdm import tqdm
 from retrosearch.data import JsonlAppender
 from retrosearch.engines import EngineConfig
 from retrosearch.executors.base import Executor, ExecutorConfig, Worker, WorkerSpec
-from retrosearch.runner import HasId, RunStats, row_or_error
+from retrosearch.runner import HasId, RunStats, pending, row_or_error
 
 MAX_REPLACEMENTS = 8  # actors that may die in one run before it gives up
 
@@ -85,11 +85,7 @@ class RayExecutor(Executor):
 
         def fresh_blocks() -> Iterator[list[HasId]]:
             block: list[HasId] = []
-            for item in items:
-                if item.id in output.done:  # finished by an earlier run of the same command
-                    stats.skipped_existing += 1
-                    progress.update(1)
-                    continue
+            for item in pending(items, output, stats, progress):
                 block.append(item)
                 if len(block) == self.concurrency:
                     yield block

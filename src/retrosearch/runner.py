@@ -62,6 +62,16 @@ async def row_or_error(work: Callable[[Any], Awaitable[Any]], item: HasId, posit
         return ErrorRow(item.id, f"{type(error).__name__}: {error}")
 
 
+def pending(items: Iterable[HasId], output: JsonlAppender, stats: RunStats, progress: tqdm) -> Iterator[HasId]:
+    """The items an earlier run of the same command did not finish; those it did are counted and shown as done."""
+    for item in items:
+        if item.id in output.done:
+            stats.skipped_existing += 1
+            progress.update(1)
+        else:
+            yield item
+
+
 async def run_items(
     items: Iterable[HasId],
     total: int,
@@ -75,14 +85,6 @@ async def run_items(
     semaphore = asyncio.Semaphore(concurrency)
     progress = tqdm(total=total, desc=description, unit="sample")
 
-    def pending() -> Iterator[HasId]:
-        for item in items:
-            if item.id in output.done:  # finished by an earlier run of the same command
-                stats.skipped_existing += 1
-                progress.update(1)
-            else:
-                yield item
-
     async def one(item: HasId, position: int) -> None:
         try:
             row = await row_or_error(work, item, position)
@@ -95,7 +97,7 @@ async def run_items(
 
     running: set[asyncio.Task] = set()
     try:
-        for position, item in enumerate(pending()):
+        for position, item in enumerate(pending(items, output, stats, progress)):
             await semaphore.acquire()  # a new sample starts the moment one finishes: no barriers
             task = asyncio.create_task(one(item, position))
             running.add(task)
