@@ -4,11 +4,12 @@ of its thought switches or for generating. Loads only the tokenizer; builds the 
 from __future__ import annotations
 
 import itertools
+from functools import partial
 from typing import Any
 
 from retrosearch.data import DataError, FieldMap, iter_samples
 from retrosearch.engines import resolve_model
-from retrosearch.engines.base import PromptConfig, chat_prompt
+from retrosearch.engines.base import PromptConfig, chat_prompt, encode
 from retrosearch.prompting import join, joined_ids
 from retrosearch.trace import KeywordMatcher, parse
 
@@ -41,5 +42,5 @@ def rollout_prompt(
         if switch >= len(switches):
             raise DataError(f"{sample.source}: row {row} has {len(switches)} thought switches; --switch counts from 0")
         prefix = trace.prefix(switches[switch])
-    ids = joined_ids(lambda part: tokenizer(part, add_special_tokens=False)["input_ids"], text, prefix)
+    ids = joined_ids(partial(encode, tokenizer), text, prefix)
     return {"text": join(text, prefix), "ids": list(ids)}

@@ -19,9 +19,10 @@ def token_counter(tokenizer: str | None) -> Callable[[str], int]:
     from transformers import AutoTokenizer
 
     from retrosearch.engines import resolve_model
+    from retrosearch.engines.base import encode
 
     loaded = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
-    return lambda text: len(loaded(text, add_special_tokens=False)["input_ids"])
+    return lambda text: len(encode(loaded, text))
 
 
 def inspect_file(

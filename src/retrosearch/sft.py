@@ -18,13 +18,14 @@ from typing import Any
 from retrosearch.config import at_least, option
 from retrosearch.data import DataError, FieldMap, read_records, to_sample
 from retrosearch.engines import resolve_model
-from retrosearch.engines.base import PromptConfig, chat_prompt
-from retrosearch.prompting import completion_part, joined_ids
+from retrosearch.engines.base import PromptConfig, chat_prompt, encode
+from retrosearch.prompting import completion_part
 from retrosearch.revise import RevisedRow
 from retrosearch.stages.folder import RunFolder, config_payload
 from retrosearch.stages.template import run_once
 
 SEARCHED = ("revised", "unchanged")
+TRAINED_ON = ("input_ids", "completion_mask")  # what each training pair gives TRL (already tokenized)
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,9 @@ class SFTRunConfig:
             raise ValueError("--epochs and --learning-rate must be above 0")
 
 
-def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]], dict[str, int]]:
-    """Prompt-completion pairs, and counts of what was kept and why rows were left out."""
+def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Prompt-completion pairs (with their token ids and completion mask), and counts of what was kept and why
+    rows were left out."""
     fields = FieldMap(problem=config.problem_field, trace=config.trace_field, gold_from_trace=True)
     samples, failed = [], 0
     for number, (record, source) in enumerate(read_records(config.input), start=1):
@@ -84,12 +86,12 @@ def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]
             continue
         prompt = chat_prompt(tokenizer, sample.problem, config.prompt)
         completion = completion_part(prompt, sample.response)  # trained as the model will be prompted
-        length = len(training_row(tokenizer, prompt, completion)["input_ids"])
-        longest = max(longest, length)
-        if length > config.max_length:
+        row = training_row(tokenizer, prompt, completion)
+        longest = max(longest, len(row["input_ids"]))
+        if len(row["input_ids"]) > config.max_length:
             too_long += 1
             continue
-        pairs.append({"prompt": prompt, "completion": completion})
+        pairs.append({"prompt": prompt, "completion": completion, **row})
     if too_long and not config.drop_long:
         raise DataError(
             f"{config.input}: {too_long} of {len(samples)} rows exceed --max-length {config.max_length} tokens "
@@ -109,18 +111,17 @@ def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, str]
 
 def training_row(tokenizer, prompt: str, completion: str) -> dict[str, list[int]]:
     """A pair as TRL trains on it: the prompt's ids, then the completion's and EOS, tokenized apart as the model
-    is prompted and writes (tokenizing the joined text can merge tokens across the join); loss on the completion."""
+    is prompted and writes (tokenizing the joined text can merge tokens across the join); loss on the completion.
+    `completion` is what the model writes after `prompt` (`prompting.completion_part`)."""
+    prompt_ids = encode(tokenizer, prompt)
+    completion_ids = [*encode(tokenizer, completion), tokenizer.eos_token_id]
+    return {
+        "input_ids": prompt_ids + completion_ids,
+        "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
+    }
 
-    def encode(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    ids = list(joined_ids(encode, prompt, completion))
-    prompt_length = len(encode(prompt))
-    ids.append(tokenizer.eos_token_id)
-    return {"input_ids": ids, "completion_mask": [0] * prompt_length + [1] * (len(ids) - prompt_length)}
-
-
-def build_trainer(config: SFTRunConfig, pairs: list[dict[str, str]]):
+def build_trainer(config: SFTRunConfig, pairs: list[dict[str, Any]]):
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -158,7 +159,7 @@ def build_trainer(config: SFTRunConfig, pairs: list[dict[str, str]]):
     return SFTTrainer(
         model=model,
         args=arguments,
-        train_dataset=Dataset.from_list([training_row(tokenizer, p["prompt"], p["completion"]) for p in pairs]),
+        train_dataset=Dataset.from_list([{key: pair[key] for key in TRAINED_ON} for pair in pairs]),
         processing_class=tokenizer,
         peft_config=peft_config,
     )

@@ -77,6 +77,11 @@ def _read_text(path: str, option_name: str) -> str:
         raise ValueError(f"{option_name} {path}: cannot be read ({error})") from None
 
 
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """A text's token ids as the model reads them in a prompt: no special tokens added (templates write their own)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def chat_prompt(tokenizer: Any, user: str, prompt: PromptConfig = PromptConfig()) -> str:
     """The chat template around one user turn (after the system prompt, if any), ready for the assistant's reply.
     A tokenizer without a template gets the system prompt and the problem separated by a blank line."""
@@ -141,7 +146,7 @@ class Engine(ABC):
         return chat_prompt(self.tokenizer, user, self.prompt)
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return encode(self.tokenizer, text)
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
