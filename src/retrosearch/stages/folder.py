@@ -120,7 +120,7 @@ def open_run(
     config, and input paths count resolved, so `--output ./x` resumes `--output x` and a moved folder
     resumes. `--overwrite` empties only a run folder (one with a manifest) or an empty one.
     """
-    resolved = json.loads(json.dumps(without(_resolved(payload), (*resume_keys, "output")), default=str))  # as stored
+    resolved = _comparable(payload, resume_keys)
     inputs = _fingerprints(payload, fingerprinted)
     digest = config_hash({**resolved, "input_fingerprints": inputs} if inputs else resolved)
     manifest_path = output / MANIFEST
@@ -152,7 +152,7 @@ def _differences(
     manifest: dict[str, Any], resolved: dict[str, Any], inputs: dict[str, str], resume_keys: tuple[str, ...]
 ) -> str:
     """What differs between a folder's run and this one, as 'settings (a.b, c.d)' or 'input contents (x)'."""
-    keys = differing_keys(without(_resolved(manifest.get("config", {})), (*resume_keys, "output")), resolved)
+    keys = differing_keys(_comparable(manifest.get("config", {}), resume_keys), resolved)
     if keys:
         return f"settings ({', '.join(keys)})"
     changed = sorted(k for k in inputs if manifest.get("input_fingerprints", {}).get(k) != inputs[k])
@@ -173,11 +173,22 @@ def differing_keys(first: dict[str, Any], second: dict[str, Any], prefix: str = 
     return keys
 
 
+def _comparable(payload: dict[str, Any], resume_keys: tuple[str, ...]) -> dict[str, Any]:
+    """What a run's results depend on, as the manifest stores it: local paths resolved, the folder's own path
+    and the speed-only entries left out, tuples as JSON lists."""
+    return json.loads(json.dumps(without(_resolved(payload), (*resume_keys, "output")), default=str))
+
+
+def _local(value: Any) -> bool:
+    """Whether a config value names a local file or folder."""
+    return isinstance(value, str) and bool(value) and Path(value).exists()
+
+
 def _fingerprints(payload: dict[str, Any], keys: tuple[str, ...]) -> dict[str, str]:
     found = {}
     for section in payload.values():
         for key, value in section.items() if isinstance(section, dict) else ():
-            if key in keys and isinstance(value, str) and value and Path(value).exists():
+            if key in keys and _local(value):
                 found[key] = fingerprint(Path(value))
     return found
 
@@ -186,9 +197,7 @@ def _resolved(payload: dict[str, Any]) -> dict[str, Any]:
     """Path-valued entries (input, problems) as absolute paths where they name local files."""
 
     def resolve(key: str, value: Any) -> Any:
-        if key in PATH_KEYS and isinstance(value, str) and value and Path(value).exists():
-            return str(Path(value).resolve())
-        return value
+        return str(Path(value).resolve()) if key in PATH_KEYS and _local(value) else value
 
     return {
         name: {k: resolve(k, v) for k, v in section.items()} if isinstance(section, dict) else section
