@@ -130,7 +130,10 @@ def _run(args: argparse.Namespace) -> int:
             with_keywords(args.keywords),
             args.revision,
         )
-        print(json.dumps(shown, ensure_ascii=False) if args.ids else shown["text"], end="" if not args.ids else "\n")
+        if args.ids:
+            print(json.dumps(shown, ensure_ascii=False))
+        else:
+            sys.stdout.write(shown["text"])  # exactly the prompt: nothing added after it
         return 0
     if args.command == "merge":
         from retrosearch.revise import merge
