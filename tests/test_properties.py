@@ -165,3 +165,13 @@ def test_the_start_ban_and_the_switch_matcher_follow_one_rule(text):
     from retrosearch.trace import DEFAULT_KEYWORDS
 
     assert StartBan((), DEFAULT_KEYWORDS).violates(text) == (KeywordMatcher().match(text) is not None)
+
+
+@SETTINGS
+@given(r1_traces, st.sampled_from(["steps", "tokens"]), st.integers(1, 2), st.sampled_from([1.0, 0.5]))
+def test_rolling_out_ahead_changes_nothing_but_work_in_flight(text, unit, rollouts, partial):
+    one_by_one, _ = revise(text, length_unit=unit, rollouts=rollouts, partial=partial, lookahead=1)
+    ahead, _ = revise(text, length_unit=unit, rollouts=rollouts, partial=partial, lookahead=4)
+    assert ahead.trace.render() == one_by_one.trace.render()
+    assert ahead.revisions == one_by_one.revisions
+    assert (ahead.rollouts, ahead.generated_tokens) == (one_by_one.rollouts, one_by_one.generated_tokens)

@@ -476,3 +476,38 @@ def test_work_adds_up_over_every_switch():
     assert result.rollouts == 2
     assert result.generated_tokens == sum(len(s.completion.token_ids) for s in engine.seen) > 0
     assert len(engine.seen) == 4
+
+
+class Gated(ScriptedEngine):
+    """Answers only once every request in flight has arrived: counts how many rollouts run at once."""
+
+    def __init__(self, script: Script) -> None:
+        super().__init__(script)
+        self.in_flight = self.most_in_flight = 0
+
+    async def generate(self, requests):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0)
+        self.in_flight -= 1
+        return await super().generate(requests)
+
+
+@pytest.mark.parametrize("lookahead", [1, 3])
+def test_the_next_switches_are_rolled_out_ahead_and_dropped_when_one_wins(lookahead):
+    text = r1("A.", "Wait, B.", "C.", "Wait, D.", "E.", "Wait, F.", "G.", "H.", "I.")
+    trace = parse(text)
+    accepted = r1("A.", "B2.")
+    script = (
+        Script()
+        .after(CHAT + trace.prefix(1), "B2." + ending())  # wins at once: switches 3 and 5 were rolled out for nothing
+        .after(CHAT + trace.prefix(3), "D2.\n\nX." + ending("4"))
+        .after(CHAT + trace.prefix(5), "F2.\n\nX." + ending("4"))
+    )
+    engine = Gated(script)
+    searcher = RetroSearch(engine, equal, RetroSearchConfig(lookahead=lookahead))
+    result = run(searcher, text)
+    assert result.trace.render() == accepted and result.rollouts == 1
+    assert engine.most_in_flight == lookahead
+    ahead = [CHAT + trace.prefix(index) for index in (1, 3, 5)][:lookahead]
+    assert rollout_prompts(engine) == ahead

@@ -6,27 +6,10 @@ import asyncio
 import json
 from collections import Counter
 
-import pytest
-
 from retrosearch.cli import main
-from retrosearch.engines import EngineConfig, Request, load_engine
+from retrosearch.engines import Request
 from retrosearch.prompting import joined_ids
 from retrosearch.trace import KeywordMatcher
-
-
-@pytest.fixture(scope="session")
-def smollm2():
-    from retrosearch.smollm2 import smollm2_folder
-
-    try:
-        return smollm2_folder()
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
-
-
-@pytest.fixture(scope="session")
-def smollm2_engine(smollm2):
-    return load_engine(EngineConfig(model=str(smollm2), device="cpu", batch_size=16))
 
 
 def test_the_built_folder_is_the_packaged_model(smollm2, smollm2_engine):

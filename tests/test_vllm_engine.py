@@ -1,11 +1,12 @@
-"""The vLLM engine's request translation, checked without vLLM (which needs a GPU machine)."""
+"""The vLLM engine's request translation, checked without vLLM against a fake (the real vLLM, on CPU, is
+tests/test_vllm_cpu.py, run in .venv-vllm by `make test`)."""
 
 import asyncio
 import sys
 
 import pytest
 
-from retrosearch.engines.base import Request
+from retrosearch.engines.base import WORK_POSITION, Request
 from retrosearch.engines.streaming import MASKED, _Call, backend_finish
 from retrosearch.engines.vllm_engine import VLLMEngine, prompt_of, sampling_settings
 from retrosearch.trace import DEFAULT_KEYWORDS
@@ -32,8 +33,8 @@ class FakeLLM:
         self.aborted: list[str] = []
         self.calls: list[dict] = []
 
-    async def generate(self, prompt, params, request_id):
-        self.calls.append({"prompt": prompt["prompt_token_ids"], "max_tokens": params.max_tokens})
+    async def generate(self, prompt, params, request_id, priority=0):
+        self.calls.append({"prompt": prompt["prompt_token_ids"], "max_tokens": params.max_tokens, "priority": priority})
         masked = set(getattr(params, "logit_bias", None) or {})
         if params.max_tokens == 1:
             token = next(t for t in self.first_choices if t not in masked)
@@ -78,8 +79,14 @@ def test_banned_starts_are_masked_and_limits_abort(fake_vllm, organism_engine):
     request = Request(
         prompt_ids=prompt, max_new_tokens=30, banned_starts=DEFAULT_KEYWORDS, occurrence_limit=("\n\n", 1, None)
     )
-    (completion,) = asyncio.run(engine.generate([request]))
+
+    async def at_position(position: int):
+        WORK_POSITION.set(position)  # the runner's position of the work item this request serves
+        return await engine.generate([request])
+
+    (completion,) = asyncio.run(at_position(7))
     assert completion.text.startswith("try")
+    assert {call["priority"] for call in llm.calls} == {7}  # earlier items first, at vLLM's scheduler too
     assert llm.calls[0]["max_tokens"] == 1 and llm.calls[1]["prompt"][-1] == try_
     assert completion.finish_reason == "limit" and completion.text.endswith("\n\n") and llm.aborted
 

@@ -32,8 +32,13 @@ class EngineConfig:
     batch_size: int = option(
         64, "most requests per engine batch (transformers: rows; vllm: sequences; openai: requests in flight)"
     )
+    prefix_cache_mb: int = option(
+        1024, "transformers: memory for the KV of earlier prompts, reused by prompts sharing their prefix (0: off)"
+    )
     tensor_parallel_size: int = option(1, "vllm: GPUs one model is split over")
-    gpu_memory_utilization: float = option(0.9, "vllm: share of GPU memory for weights and KV cache")
+    gpu_memory_utilization: float | None = option(
+        None, "vllm: share of GPU memory for weights and KV cache (default 0.9; on CPU, of CPU memory: 0.2)"
+    )
     base_url: str | None = option(None, "openai: server address, e.g. http://127.0.0.1:8000 (without /v1)")
     api_key_env: str | None = option(
         None, "openai: environment variable holding the API key (the key itself never goes on the command line)"
@@ -57,8 +62,8 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         at_least(self, 1, "batch_size", "tensor_parallel_size", "ban_attempts")
-        at_least(self, 0, "retries")
-        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+        at_least(self, 0, "retries", "prefix_cache_mb")
+        if self.gpu_memory_utilization is not None and not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise ValueError(f"--gpu-memory-utilization must be in (0, 1] (got {self.gpu_memory_utilization})")
 
 
@@ -78,7 +83,12 @@ def load_engine(config: EngineConfig) -> Engine:
         from retrosearch.engines.transformers_engine import TransformersEngine
 
         engine = TransformersEngine.from_pretrained(
-            model, revision=config.revision, device=config.device, dtype=config.dtype, max_batch_size=config.batch_size
+            model,
+            revision=config.revision,
+            device=config.device,
+            dtype=config.dtype,
+            max_batch_size=config.batch_size,
+            prefix_cache_mb=config.prefix_cache_mb,
         )
     elif config.engine == "vllm":
         from retrosearch.engines.vllm_engine import VLLMEngine

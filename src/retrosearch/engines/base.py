@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -114,6 +114,10 @@ class Request:
     # (needle, count, until): stop once the completion holds `count` occurrences of `needle`
     # before the first `until` (None: anywhere). Lets a caller stop a rollout that can no longer win.
     occurrence_limit: tuple[str, int, str | None] | None = None
+    # The caller's next request given this one's completion, or None to end there; its prompt is this prompt and
+    # this completion's ids. An engine that holds the row's cache continues the row in place (no second prefill);
+    # the others send it as a new request and rely on their prefix cache. Its completion is `Completion.continued`.
+    then: Callable[[Completion], Request | None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,15 @@ class Completion:
     text: str
     token_ids: tuple[int, ...]
     finish_reason: str  # "stop", "eos", "length" or "limit"
+    continued: Completion | None = None  # the completion of the request's `then`
+
+
+def chained(parts: Sequence[Completion]) -> Completion:
+    """The first completion, each later one its predecessor's `continued`."""
+    result = parts[-1]
+    for part in reversed(parts[:-1]):
+        result = replace(part, continued=result)
+    return result
 
 
 class Engine(ABC):
@@ -136,8 +149,20 @@ class Engine(ABC):
     generated_tokens: int = 0
     counts: Mapping[str, int] = MappingProxyType({})
 
+    continues_in_place: bool = False  # the engine serves `Request.then` itself
+
     @abstractmethod
     async def generate(self, requests: Sequence[Request]) -> list[Completion]: ...
+
+    async def complete(self, request: Request) -> Completion:
+        """One request's completion, its `then` followed: in place where the engine can, else as a new request."""
+        (completion,) = await self.generate([request])
+        if self.continues_in_place or request.then is None:
+            return completion
+        follow = request.then(completion)
+        if follow is None:
+            return completion
+        return replace(completion, continued=await self.complete(follow))
 
     prompt: PromptConfig = PromptConfig()  # set from the engine options by load_engine
 

