@@ -41,8 +41,10 @@ $(VLLM_VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/retrosearch demo
 
-test: setup
+# the suite, then vLLM for real (its CPU build) in its own environment
+test: setup vllm-setup
 	$(PYTHON) -m pytest
+	$(VLLM_PYTHON) -m pytest -p no:cacheprovider tests/test_vllm_cpu.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -54,6 +56,10 @@ format: setup
 
 benchmark: setup
 	$(PYTHON) benchmarks/organism_quality.py
+
+# revise's tokens/s over its engine's raw batched generation, transformers and vLLM (CPU), SmolLM2 on real traces
+engine-speed: setup vllm-setup
+	$(PYTHON) benchmarks/engine_speed.py
 
 # slow (minutes): the killed share of mutants per core module, as JSON; see benchmarks/mutation.py
 mutation: setup

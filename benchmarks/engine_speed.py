@@ -89,10 +89,8 @@ def measure(args: argparse.Namespace) -> dict:
         )
         revise_seconds = time.monotonic() - started
     revise_tokens, engine_tokens = summary["generated_tokens"], engine.generated_tokens
-    if hasattr(engine, "prefix_cache"):
-        engine.prefix_cache = type(engine.prefix_cache)(engine.prefix_cache.budget_bytes)
-    else:
-        asyncio.run(engine.reset_prefix_cache())
+    revise_counts = dict(engine.counts)
+    engine.reset_prefix_cache()
     raw_tokens, raw_seconds = asyncio.run(raw_generation(engine, engine.rollout_prompts, sampling))
     if hasattr(engine, "shutdown"):
         engine.shutdown()
@@ -115,7 +113,7 @@ def measure(args: argparse.Namespace) -> dict:
         "raw_tokens_per_s": round(raw_rate, 1),
         "ratio": round(revise_rate / raw_rate, 2),
         "peak_rss_mb": round(peak / 1024),
-        "counts": dict(engine.counts),
+        "revise_counts": revise_counts,
     }
 
 

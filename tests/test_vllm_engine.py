@@ -3,6 +3,7 @@ tests/test_vllm_cpu.py, run in .venv-vllm by `make test`)."""
 
 import asyncio
 import sys
+import time
 
 import pytest
 
@@ -42,6 +43,7 @@ class FakeLLM:
         else:
             ids = self.tokenizer(" then go on\n\nmore\n\nand more", add_special_tokens=False)["input_ids"]
         for index, token in enumerate(ids[: params.max_tokens]):
+            await asyncio.sleep(0.01)  # generating takes time: a stream closed at a limit is aborted mid-way
             last = index == min(len(ids), params.max_tokens) - 1
             reason = ("length" if params.max_tokens <= len(ids) else "stop") if last else None
             yield FakeOutput(self.tokenizer.decode([token], skip_special_tokens=True), reason, last)
@@ -88,7 +90,12 @@ def test_banned_starts_are_masked_and_limits_abort(fake_vllm, organism_engine):
     assert completion.text.startswith("try")
     assert {call["priority"] for call in llm.calls} == {7}  # earlier items first, at vLLM's scheduler too
     assert llm.calls[0]["max_tokens"] == 1 and llm.calls[1]["prompt"][-1] == try_
-    assert completion.finish_reason == "limit" and completion.text.endswith("\n\n") and llm.aborted
+    assert completion.finish_reason == "limit" and completion.text.endswith("\n\n")
+    for _ in range(200):  # the abort runs in the engine's own event loop, right after the stream was closed
+        if llm.aborted:
+            break
+        time.sleep(0.01)
+    assert llm.aborted
 
 
 def test_tokens_that_decode_to_nothing_cannot_stall_the_masked_start(fake_vllm, organism_engine):

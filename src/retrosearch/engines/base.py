@@ -173,5 +173,9 @@ class Engine(ABC):
     def encode(self, text: str) -> list[int]:
         return encode(self.tokenizer, text)
 
+    def reset_prefix_cache(self) -> None:
+        """Forget cached prompts (a benchmark's fair start); engines without a prefix cache have nothing to do."""
+        return None
+
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))

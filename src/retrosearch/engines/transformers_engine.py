@@ -159,6 +159,9 @@ class TransformersEngine(Engine):
         model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, dtype=dtype).to(device)
         return cls(model, tokenizer, model_id, max_batch_size, prefix_cache_mb)
 
+    def reset_prefix_cache(self) -> None:
+        self.prefix_cache = PrefixCache(self.prefix_cache.budget_bytes)
+
     @property
     def counts(self) -> dict[str, int]:  # type: ignore[override]
         return {

