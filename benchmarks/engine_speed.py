@@ -9,8 +9,9 @@ Per engine, in a process of its own (vLLM in .venv-vllm, see `make vllm-setup`),
 2. raw: the same engine's plain batched generation (`engine.generate`, all at once) on the same rollout prompts
    revise sent (recorded), with the same sampling, per-rollout token budget and batch size, no stops or bans,
    after the engine's prefix cache was emptied; its generated tokens per second.
-ratio = revise / raw (target ≥ 0.8). peak_rss_mb: the largest resident set of the process and its children
-(vLLM's engine core runs in a child). Prints a table, then, last, one JSON line.
+ratio = revise / raw (target ≥ 0.8). peak_rss_mb: the largest sum of resident sets over the measuring process and
+its descendants (vLLM's engine core and worker run in children), sampled every 0.2 s. Prints a table, then, last,
+one JSON line.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,14 +38,16 @@ PYTHONS = {"transformers": ROOT / ".venv" / "bin" / "python", "vllm": ROOT / ".v
 
 
 def recording(engine):
-    """The engine, with every rollout prompt it is asked for kept in `engine.rollout_prompts`."""
+    """The engine, with the prompt of every rollout it is asked for kept in `engine.rollout_prompts` (a rollout's
+    first request: its second extends the first's completion)."""
     from retrosearch.engines.base import Completion, Request
 
     complete = engine.complete
     engine.rollout_prompts = []
 
     async def recorded(request: Request) -> Completion:
-        engine.rollout_prompts.append(request.prompt_ids)
+        if request.then is not None:
+            engine.rollout_prompts.append(request.prompt_ids)
         return await complete(request)
 
     engine.complete = recorded
@@ -94,7 +97,6 @@ def measure(args: argparse.Namespace) -> dict:
     raw_tokens, raw_seconds = asyncio.run(raw_generation(engine, engine.rollout_prompts, sampling))
     if hasattr(engine, "shutdown"):
         engine.shutdown()
-    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     revise_rate, raw_rate = revise_tokens / revise_seconds, raw_tokens / raw_seconds
     return {
         "model": "SmolLM2-135M-Instruct",
@@ -112,9 +114,51 @@ def measure(args: argparse.Namespace) -> dict:
         "raw_seconds": round(raw_seconds, 1),
         "raw_tokens_per_s": round(raw_rate, 1),
         "ratio": round(revise_rate / raw_rate, 2),
-        "peak_rss_mb": round(peak / 1024),
         "revise_counts": revise_counts,
     }
+
+
+class PeakMemory:
+    """The largest sum of resident set sizes over a process and its descendants, sampled on a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.most = pid, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.2):
+            self.most = max(self.most, sum(_rss(pid) for pid in _tree(self.pid)))
+
+
+def _tree(root: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def main() -> None:
@@ -137,10 +181,13 @@ def main() -> None:
         if not python.exists():
             sys.exit(f"{python} is absent: run `make {'vllm-setup' if name == 'vllm' else 'setup'}` first")
         command = [str(python), __file__, "--worker", name, *_passed(args)]
-        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
-        if done.returncode != 0:
-            sys.exit(f"{name}: the measurement failed (exit {done.returncode}); its output is above")
-        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as worker:
+            peak = PeakMemory(worker.pid)
+            output, _ = worker.communicate()
+            peak.stop()
+        if worker.returncode != 0:
+            sys.exit(f"{name}: the measurement failed (exit {worker.returncode}); its output is above")
+        results[name] = {**json.loads(output.strip().splitlines()[-1]), "peak_rss_mb": round(peak.most / 2**20)}
     for name, figures in results.items():
         print(
             f"{name:13} revise {figures['revise_tokens_per_s']:6.1f} tok/s, raw {figures['raw_tokens_per_s']:6.1f} "

@@ -9,7 +9,7 @@ import pytest
 
 from retrosearch.engines.base import WORK_POSITION, Request
 from retrosearch.engines.streaming import MASKED, _Call, backend_finish
-from retrosearch.engines.vllm_engine import VLLMEngine, prompt_of, sampling_settings
+from retrosearch.engines.vllm_engine import BANNED_STARTS, VLLMEngine, prompt_of, sampling_settings
 from retrosearch.trace import DEFAULT_KEYWORDS
 
 
@@ -22,6 +22,8 @@ def test_a_call_becomes_one_sequence_with_its_own_seed_stops_and_mask():
     masked = sampling_settings(_Call(request, (5, 6), 1, 3, masked=(47, 49)))
     assert masked["logit_bias"] == {47: MASKED, 49: MASKED} and masked["max_tokens"] == 1
     assert prompt_of(_Call(request, (5, 6, 9), 40, 11)) == {"prompt_token_ids": [5, 6, 9]}
+    whole = sampling_settings(_Call(request, (5, 6), 40, 3, banned_starts=("Wait", "Hmm")))
+    assert whole["extra_args"] == {BANNED_STARTS: ["Wait", "Hmm"]} and "extra_args" not in plain
     assert [backend_finish(r) for r in ("length", "stop", "abort", None)] == ["length", "eos", "eos", None]
 
 
@@ -76,7 +78,7 @@ def test_banned_starts_are_masked_and_limits_abort(fake_vllm, organism_engine):
     tokenizer = organism_engine.tokenizer
     wait, try_ = tokenizer.convert_tokens_to_ids(["Wait", "try"])
     llm = FakeLLM(tokenizer, [wait, try_])
-    engine = VLLMEngine(llm, tokenizer, "fake")
+    engine = VLLMEngine(llm, tokenizer, "fake", ban_method="logit_bias")
     prompt = tuple(tokenizer("<|user|>x<|assistant|><think>\n\n", add_special_tokens=False)["input_ids"])
     request = Request(
         prompt_ids=prompt, max_new_tokens=30, banned_starts=DEFAULT_KEYWORDS, occurrence_limit=("\n\n", 1, None)
@@ -103,7 +105,7 @@ def test_tokens_that_decode_to_nothing_cannot_stall_the_masked_start(fake_vllm, 
     serve, whose generation_config path had no EOS id)."""
     tokenizer = organism_engine.tokenizer
     llm = FakeLLM(tokenizer, [tokenizer.eos_token_id])
-    engine = VLLMEngine(llm, tokenizer, "fake")
+    engine = VLLMEngine(llm, tokenizer, "fake", ban_method="logit_bias")
     request = Request(prompt_ids=(1, 2), max_new_tokens=5, banned_starts=DEFAULT_KEYWORDS)
     (completion,) = asyncio.run(engine.generate([request]))
     assert completion.finish_reason == "length" and len(llm.calls) == 5

@@ -3,9 +3,10 @@
 Stop strings and occurrence limits are watched on the text, and the stream is closed the moment the text
 holds them; the text is cut right after the match. Banned starts: a request-wide `logit_bias` or
 `bad_words` would ban a word everywhere, not only at the start, `bad_words` misses some tokenizations
-(vllm#23886) and is ignored when n > 1 (vllm#17975). So a request with banned starts first asks for one
-token at a time (n = 1), each time masking the tokens that would complete a banned word from the text so
-far (the transformers engine's rule), until the start is decided; then it streams the rest freely, with
+(vllm#23886) and is ignored when n > 1 (vllm#17975). A backend that masks starts itself (`backend`: vLLM with our
+logits processor) gets the request whole. Otherwise a request with banned starts first asks for one token at a time
+(n = 1), each time masking the tokens that would complete a banned word from the text so far (the transformers
+engine's rule), until the start is decided; then it streams the rest freely, with
 the prefix cached by the backend. `reject` instead resamples whole attempts until one starts allowed
 (`ban_attempts` at most; then the completion ends "banned"): it needs no masking support and is exact, but
 slow when the model nearly always switches. Completion token ids are the local tokenizer's ids of the text.
@@ -23,7 +24,7 @@ from retrosearch.engines.banning import StartBan, StartBans
 from retrosearch.engines.base import Completion, Engine, Request
 from retrosearch.engines.watch import finish
 
-BanMethod = Literal["logit_bias", "generation_config", "reject"]
+BanMethod = Literal["logit_bias", "generation_config", "reject", "backend"]
 MASKED = -100.0
 
 
@@ -41,6 +42,7 @@ class _Call:
     seed: int
     masked: tuple[int, ...] = ()
     text_before: str = ""  # already generated; stop strings and limits count it
+    banned_starts: tuple[str, ...] = ()  # for a backend that masks banned starts itself (vLLM's logits processor)
 
 
 def backend_finish(reason: str | None) -> str | None:
@@ -64,7 +66,7 @@ class StreamingEngine(Engine):
     def _setup_streaming(self) -> None:
         self.generated_tokens = 0
         self.counts = {"requests": 0, "calls": 0, "retries": 0, "rejected_starts": 0, "banned": 0}
-        self._ban = StartBans(self.tokenizer, masks=self.ban_method != "reject")
+        self._ban = StartBans(self.tokenizer, masks=self.ban_method in ("logit_bias", "generation_config"))
 
     @abstractmethod
     def _deltas(self, call: _Call) -> AsyncIterator[tuple[str, str | None]]:
@@ -90,6 +92,10 @@ class StreamingEngine(Engine):
             text, reason = await self._call(call)
         elif self.ban_method == "reject":
             text, reason = await self._rejecting(call, self._ban(request.banned_starts))
+        elif self.ban_method == "backend":
+            text, reason = await self._call(replace(call, banned_starts=request.banned_starts))
+            if self._ban(request.banned_starts).violates(text):
+                raise ServerError(f"{self.model_id}: the backend's banned-start processor let a banned start through")
         else:
             text, reason = await self._masked_start(call, self._ban(request.banned_starts))
         token_ids = tuple(self.encode(text))

