@@ -7,9 +7,10 @@ import time
 
 import pytest
 
+from retrosearch.engines.banning import BANNED_STARTS
 from retrosearch.engines.base import WORK_POSITION, Request
 from retrosearch.engines.streaming import MASKED, _Call, backend_finish
-from retrosearch.engines.vllm_engine import BANNED_STARTS, VLLMEngine, prompt_of, sampling_settings
+from retrosearch.engines.vllm_engine import VLLMEngine, prompt_of, sampling_settings
 from retrosearch.trace import DEFAULT_KEYWORDS
 
 

@@ -58,6 +58,10 @@ class StartBan:
         return self._completes_word(normalize_start(completion_text))
 
 
+# the key under which a request carries its banned starts to a backend that masks them itself (vLLM's processor)
+BANNED_STARTS = "retrosearch_banned_starts"
+
+
 class StartBans:
     """The banned-start masks of one engine, one per word list, built on first use. The vocabulary's token
     texts are read once, and only when a mask is needed (`masks=False`: a ban checked on text alone)."""

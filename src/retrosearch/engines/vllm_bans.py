@@ -13,8 +13,7 @@ import torch
 from transformers import AutoTokenizer
 from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
-from retrosearch.engines.banning import StartBans
-from retrosearch.engines.vllm_engine import BANNED_STARTS
+from retrosearch.engines.banning import BANNED_STARTS, StartBans
 
 
 class BannedStarts(AdapterLogitsProcessor):

@@ -20,10 +20,9 @@ import threading
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+from retrosearch.engines.banning import BANNED_STARTS
 from retrosearch.engines.base import WORK_POSITION
 from retrosearch.engines.streaming import MASKED, BanMethod, StreamingEngine, _Call, backend_finish
-
-BANNED_STARTS = "retrosearch_banned_starts"  # the extra_args key our logits processor reads
 
 
 def sampling_settings(call: _Call) -> dict[str, Any]:
