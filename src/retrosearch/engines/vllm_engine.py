@@ -15,6 +15,7 @@ passed over to the caller's loop.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import threading
 from collections.abc import AsyncIterator, Coroutine
@@ -136,6 +137,7 @@ class VLLMEngine(StreamingEngine):
         llm = asyncio.run_coroutine_threadsafe(start(), loop).result()
         tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
         engine = cls(llm, tokenizer, model, revision, loop)
+        atexit.register(engine.shutdown)
         engine.context_length = getattr(getattr(llm, "model_config", None), "max_model_len", None)
         return engine
 
@@ -146,7 +148,11 @@ class VLLMEngine(StreamingEngine):
         self._run(self.llm.reset_prefix_cache())
 
     def shutdown(self) -> None:
-        llm, self.llm = self.llm, None  # AsyncLLM's own __del__ then runs now, not at interpreter exit
+        """Stop vLLM's engine processes (also at exit: AsyncLLM's own clean-up fails once the interpreter is
+        tearing down)."""
+        if self.llm is None:
+            return
+        llm, self.llm = self.llm, None
         llm.shutdown()
         del llm
         self.loop.call_soon_threadsafe(self.loop.stop)
