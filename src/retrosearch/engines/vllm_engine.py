@@ -148,8 +148,8 @@ class VLLMEngine(StreamingEngine):
         self._run(self.llm.reset_prefix_cache())
 
     def shutdown(self) -> None:
-        """Stop vLLM's engine processes (also at exit: AsyncLLM's own clean-up fails once the interpreter is
-        tearing down)."""
+        """Stop vLLM's engine processes (also at exit). AsyncLLM's own `__del__` still prints a TypeError at
+        interpreter exit (it runs again once module globals are gone); harmless, the processes are stopped."""
         if self.llm is None:
             return
         llm, self.llm = self.llm, None
