@@ -308,6 +308,24 @@ def test_the_same_run_resumes_under_another_spelling_and_after_a_move(tmp_path, 
     assert json.loads((tmp_path / "moved" / "summary.json").read_text())["resumed_samples"] == 2
 
 
+def test_a_run_made_before_a_setting_became_speed_only_resumes(tmp_path, scripted):
+    """A run folder from an older version: its hash counted a setting now known to change only speed (here the
+    GPU memory share, which also changed its default), and it lacked one added since (--lookahead)."""
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:2])
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "run")) == 0
+    manifest_path = tmp_path / "run" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["config"]["EngineConfig"]["gpu_memory_utilization"] = 0.9
+    del manifest["config"]["RetroSearchConfig"]["lookahead"]
+    manifest["config_hash"] = "0123456789abcdef"  # as an older version hashed it
+    manifest_path.write_text(json.dumps(manifest))
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "run")) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["resumed_samples"] == 2
+    manifest["config"]["RetroSearchConfig"]["gamma"] = 0.5  # a setting results depend on: still refused
+    manifest_path.write_text(json.dumps(manifest))
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "run")) == 2
+
+
 def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
     source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
     shards = [str(tmp_path / f"s{i}") for i in range(2)]

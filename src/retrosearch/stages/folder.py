@@ -122,7 +122,7 @@ def open_run(
     """
     resolved = _comparable(payload, resume_keys)
     inputs = _fingerprints(payload, fingerprinted)
-    digest = config_hash({**resolved, "input_fingerprints": inputs} if inputs else resolved)
+    digest = _digest(resolved, inputs)
     manifest_path = output / MANIFEST
     if output.exists() and not output.is_dir():
         raise RunError(f"{output} is a file; --output names a run folder")
@@ -140,12 +140,19 @@ def open_run(
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         elif manifest_path.exists():
             previous = json.loads(manifest_path.read_text())
-            if previous.get("config_hash") != digest:
+            # the stored hash, or the stored config hashed by today's rules: a setting a later version counts as
+            # speed-only (or adds as one) does not strand runs made before
+            today = _digest(_comparable(previous.get("config", {}), resume_keys), previous.get("input_fingerprints"))
+            if digest not in (previous.get("config_hash"), today):
                 raise RunError(
                     f"{output} holds a run with other {_differences(previous, resolved, inputs, resume_keys)}; "
                     "pass --overwrite to start again or choose a new --output"
                 )
         yield RunFolder(output, payload, digest, inputs)
+
+
+def _digest(resolved: dict[str, Any], inputs: dict[str, str] | None) -> str:
+    return config_hash({**resolved, "input_fingerprints": inputs} if inputs else resolved)
 
 
 def _differences(
