@@ -121,3 +121,19 @@ def test_sampling_in_a_batch_is_sampling_alone(organism_engine, top_p):
     requests = [Request(organism_prompt(engine, p), 80, top_p=top_p, seed=n) for n, p in enumerate(PROBLEMS)]
     together = engine.run_batch(requests)
     assert together == [engine.run_batch([request])[0] for request in requests]
+
+
+def test_a_prompt_the_model_cannot_take_fails_alone(organism_engine):
+    engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, prefix_cache_mb=0)
+    prompt = organism_prompt(engine, PROBLEMS[3])
+    broken = (*prompt, engine.model.config.vocab_size + 5)  # no such token: the embedding lookup fails
+    answers: dict[str, object] = {}
+    waiting = [
+        (Request(prompt, 40, seed=1), Delivery(lambda result: answers.setdefault("good", result))),
+        (Request(broken, 40, seed=1), Delivery(lambda result: answers.setdefault("broken", result))),
+        (Request(prompt, 30, seed=2), Delivery(lambda result: answers.setdefault("later", result))),
+    ]
+    engine.decode(lambda room, wait: [waiting.pop(0) for _ in range(min(room, len(waiting)))])
+    assert isinstance(answers["broken"], Exception)
+    assert answers["good"] == engine.run_batch([Request(prompt, 40, seed=1)])[0]
+    assert answers["later"] == engine.run_batch([Request(prompt, 30, seed=2)])[0]

@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from retrosearch.engines.banning import StartBan, StartBans
 from retrosearch.engines.base import WORK_POSITION, Completion, Engine, Request, chained
 from retrosearch.engines.kv import SlotCache
-from retrosearch.engines.prefix_cache import PrefixCache
+from retrosearch.engines.prefix_cache import Layers, PrefixCache
 from retrosearch.engines.watch import finish
 
 
@@ -228,7 +228,13 @@ class TransformersEngine(Engine):
             admitted = self._admit(take, self.max_batch_size - rows, rows == 0)
             try:
                 for request, delivery in admitted:
-                    batch = self._join(batch, request, delivery)
+                    try:
+                        prefilled = self._prefill(request, delivery)
+                    except Exception as error:  # a prompt the model cannot take fails alone
+                        delivery.settle(error)
+                        continue
+                    if prefilled is not None:
+                        batch = self._seat(batch, *prefilled)
                 if batch is not None:
                     batch = self._tidy(batch)
                 if batch is None:
@@ -264,10 +270,11 @@ class TransformersEngine(Engine):
         self._start(row, request)
         return row
 
-    def _join(self, batch: Batch | None, request: Request, delivery: Delivery) -> Batch | None:
-        """Prefill one prompt, from the longest cached prefix it shares, and give its row a slot of the batch."""
+    def _prefill(self, request: Request, delivery: Delivery) -> tuple[Row, Layers] | None:
+        """Prefill one prompt from the longest cached prefix it shares and sample its first token: the row and its
+        KV, or None when it needs no slot (nobody waits for it, or it ended at once)."""
         if not delivery.wanted():
-            return batch
+            return None
         row = self._new_row(request, delivery)
         prompt = request.prompt_ids
         reused, layers = self.prefix_cache.longest(prompt)
@@ -285,8 +292,11 @@ class TransformersEngine(Engine):
         prefilled = [(layer.keys, layer.values) for layer in cache.layers]
         self.prefix_cache.add(prompt, prefilled)
         self._advance(row, self._pick(logits, [row])[0])
-        if not self._settle(row):
-            return batch
+        return (row, prefilled) if self._settle(row) else None
+
+    def _seat(self, batch: Batch | None, row: Row, prefilled: Layers) -> Batch:
+        """Give a prefilled row a slot of the batch (a free one first), its prompt ending at the shared last column."""
+        prompt = row.request.prompt_ids
         if batch is None:
             batch = Batch(
                 [],
