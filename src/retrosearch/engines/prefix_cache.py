@@ -30,8 +30,6 @@ class PrefixCache:
         self._entries: OrderedDict[int, tuple[np.ndarray, Layers, int]] = OrderedDict()
         self._keys = 0
         self.bytes = 0
-        self.reused_tokens = 0
-        self.prefilled_tokens = 0
 
     def longest(self, prompt_ids: Sequence[int]) -> tuple[int, Layers]:
         """The most leading tokens of the prompt some entry holds (at most all but the last, whose logits the

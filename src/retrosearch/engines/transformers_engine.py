@@ -139,7 +139,7 @@ class TransformersEngine(Engine):
         self._worker_lock = threading.Lock()
         self._followups: deque[tuple[Request, Delivery]] = deque()  # continuations that could not go on in place
         self.prefix_cache = PrefixCache(prefix_cache_mb << 20)
-        self.generated_tokens = 0
+        self.generated_tokens = self.prefilled_tokens = self.reused_prompt_tokens = 0
         self.max_length = getattr(model.config, "max_position_embeddings", None)
         self.context_length = self.max_length
         self._cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -165,8 +165,8 @@ class TransformersEngine(Engine):
     @property
     def counts(self) -> dict[str, int]:  # type: ignore[override]
         return {
-            "prefilled_tokens": self.prefix_cache.prefilled_tokens,
-            "reused_prompt_tokens": self.prefix_cache.reused_tokens,
+            "prefilled_tokens": self.prefilled_tokens,
+            "reused_prompt_tokens": self.reused_prompt_tokens,
         }
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
@@ -287,8 +287,8 @@ class TransformersEngine(Engine):
             torch.arange(reused, len(prompt))[None],
             cache,
         )
-        self.prefix_cache.reused_tokens += reused
-        self.prefix_cache.prefilled_tokens += len(prompt) - reused
+        self.reused_prompt_tokens += reused
+        self.prefilled_tokens += len(prompt) - reused
         prefilled = [(layer.keys, layer.values) for layer in cache.layers]
         self.prefix_cache.add(prompt, prefilled)
         self._advance(row, self._pick(logits, [row])[0])
