@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 # torch first and pinned, so pip never pulls a multi-GB CUDA build on a CPU machine
 TORCH ?= torch==2.13.0
 
-.PHONY: setup vllm-setup demo test test-vllm lint format benchmark engine-speed mutation
+.PHONY: setup vllm-setup demo test lint format benchmark engine-speed mutation
 
 setup: $(VENV)/.installed
 

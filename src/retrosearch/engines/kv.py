@@ -4,8 +4,8 @@ transformers' DynamicCache concatenates the whole cache at every token, copies i
 (`batch_select_indices`) and once more when rows join; with a long prompt per row, those copies, not the model,
 took most of a CPU decoding step. Here rows are left aligned to a shared last column `end`: a decoding step writes
 column `end` of every row, a new row's prompt is written into a free slot so that it ends at `end`, and a row
-that leaves frees its slot without moving the others. The buffer grows (by half) when a step or a prompt needs
-room it lacks; `compact` drops freed slots when many are free.
+that leaves frees its slot without moving the others. The buffer is made anew, with spare columns on both sides,
+when a step or a prompt needs room it lacks; `compact` drops freed slots when many are free.
 """
 
 from __future__ import annotations
@@ -69,6 +69,10 @@ class SlotCache:
         """Room for `columns` more columns after `end` (the next step's)."""
         if self.end + columns > self.capacity:
             self._resize(self.slots, 0, columns)
+
+    def advance(self, columns: int) -> None:
+        """The columns a forward pass just wrote after `end` (reserved before it) are now in use."""
+        self.end += columns
 
     def place(self, slot: int, layers: list[tuple[torch.Tensor, torch.Tensor]], length: int) -> int:
         """Write one row's first `length` cached tokens into `slot`, ending at `end`; returns how many columns

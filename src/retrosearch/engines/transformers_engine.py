@@ -1,11 +1,11 @@
 """The `transformers` engine: continuous batching with a KV cache, on CPU or GPU.
 
-Requests from many concurrent searches join the running batch between decoding steps (their prompts
-are prefilled, reusing the cached KV of an earlier prompt with the same prefix, then their cache is merged
-in, left padded), and a finished row leaves at once and is answered at once, so the batch stays full while
-work is waiting. A request's `then` continues its row in place, cache and all. Each row samples from its own
-seeded generator, so its output depends on its request alone, not on the rows it ran beside. Stop strings,
-banned starts, occurrence limits and max tokens apply per row.
+Requests from many concurrent searches join the running batch between decoding steps (each prompt is
+prefilled on its own, from the cached KV of an earlier prompt with the same prefix, then written into a free
+slot of the batch's KV cache, kv.py), and a finished row frees its slot and is answered at once, so the batch
+stays full while work is waiting. A request's `then` continues its row in place, cache and all. Each row
+samples from its own seeded generator, so its output depends on its request alone, not on the rows it ran
+beside. Stop strings, banned starts, occurrence limits and max tokens apply per row.
 """
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ class TransformersEngine(Engine):
         batch.kv.reserve(1)
         batch.mask = torch.nn.functional.pad(batch.mask, (0, 1), value=1)
         logits = self._forward(tokens, batch.mask, batch.positions[:, None], batch.kv.cache)
-        batch.kv.end += 1
+        batch.kv.advance(1)
         batch.positions = batch.positions + 1
         live = batch.live()
         picks = self._pick(logits[[slot for slot, _ in live]], [row for _, row in live])

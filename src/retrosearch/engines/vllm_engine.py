@@ -154,7 +154,6 @@ class VLLMEngine(StreamingEngine):
             return
         llm, self.llm = self.llm, None
         llm.shutdown()
-        del llm
         self.loop.call_soon_threadsafe(self.loop.stop)
 
     async def _deltas(self, call: _Call) -> AsyncIterator[tuple[str, str | None]]:

@@ -97,6 +97,11 @@ class SearchResult:
     generated_tokens: int = 0
 
 
+def _opens_with_content(first: Completion) -> bool:
+    """Whether a rollout's first step says something before its blank line."""
+    return bool(first.text.partition(SEPARATOR)[0].strip())
+
+
 def _cancel(tasks: dict[int, asyncio.Future]) -> None:
     for task in tasks.values():
         if task.done() and not task.cancelled():
@@ -197,7 +202,7 @@ class RetroSearch:
 
         def continuation(first: Completion) -> Request | None:
             """Phase 2: from the end of the first step, freely to an answer, within what can still win."""
-            if first.finish_reason != "stop" or not first.text.partition(SEPARATOR)[0].strip():
+            if first.finish_reason != "stop" or not _opens_with_content(first):
                 return None
             max_tokens = config.sampling.max_new_tokens - len(first.token_ids)
             limit = None
@@ -228,7 +233,7 @@ class RetroSearch:
                 then=continuation,
             )
         )
-        has_content = bool(first.text.partition(SEPARATOR)[0].strip())
+        has_content = _opens_with_content(first)
         completions = [first] if first.continued is None else [first, first.continued]
         generated = sum(len(c.token_ids) for c in completions)
         finish = completions[-1].finish_reason
