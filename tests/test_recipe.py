@@ -56,3 +56,22 @@ def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys, monkeypatch):
         assert path.read_bytes() == content, path
         if path.name in ("samples.jsonl", "revised.jsonl", "model.safetensors"):  # work, not derived files
             assert path.stat().st_mtime_ns == modified, path
+
+
+def test_a_seed_repeats_a_recipe_in_a_folder_of_its_own(tmp_path):
+    from retrosearch.recipe import load_recipe, plan
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY.format(output=tmp_path / "run"))
+    seeded = load_recipe(str(recipe), seed=5)
+    assert seeded.output == f"{tmp_path / 'run'}-seed5"
+    options = {name: resolved for name, _, resolved in plan(seeded)}
+    assert {name for name, resolved in options.items() if resolved.get("seed") == 5} == {
+        "generate",
+        "revise",
+        "sft-revised",
+        "eval-revised",
+    }
+    assert "seed" not in options["shortest"]  # select takes no seed
+    assert options["revise"]["input"].startswith(f"{tmp_path / 'run'}-seed5/")
+    assert load_recipe(str(recipe), output=str(tmp_path / "mine"), seed=5).output == str(tmp_path / "mine")

@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", help="recipe YAML file")
     run.add_argument("--output", help="run folder (default: the recipe's)")
     run.add_argument("--dry-run", action="store_true", help="print the plan without loading any model")
+    run.add_argument("--seed", type=int, help="repeat with this seed: every stage that takes one; run folder -seedN")
 
     demo = commands.add_parser("demo", help="the main job on the embedded organism, in minutes on a CPU")
     demo.add_argument("--output", default="runs/demo", help=OUTPUT_HELP)
@@ -143,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "run":
         from retrosearch.recipe import run_recipe
 
-        print(run_recipe(args.recipe, args.output, args.dry_run), end="")
+        print(run_recipe(args.recipe, args.output, args.dry_run, args.seed), end="")
         return 0
     from retrosearch.demo import demo
 

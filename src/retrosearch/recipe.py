@@ -4,7 +4,8 @@ A recipe is data: `output` (the run folder), `stages` (each a `name`, a `command
 generate, revise, select, sft, eval, teacher, organism-train — and its `options`, the same names as the
 command-line options) and `table` (the eval stages whose results make the final table). `{output}` and
 `{stage_name}` in an option are replaced by the run folder and by that stage's output. Rerunning a recipe
-skips finished work inside every stage.
+skips finished work inside every stage. `--seed N` repeats a recipe with another seed: every stage that takes a
+seed gets N, and the run folder (unless given) gets a `-seedN` suffix, so repeats sit side by side.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.config import read_yaml
+from retrosearch.config import option_names, read_yaml
 from retrosearch.stages.registry import COMMANDS
 from retrosearch.tables import markdown
 
@@ -40,7 +41,7 @@ class Recipe:
     description: str = ""
 
 
-def load_recipe(path: str, output: str | None = None) -> Recipe:
+def load_recipe(path: str, output: str | None = None, seed: int | None = None) -> Recipe:
     raw = read_yaml(path)
     if not isinstance(raw, dict) or "stages" not in raw:
         raise ValueError(f"{path}: a recipe needs 'stages' (a list of name / command / options)")
@@ -48,14 +49,20 @@ def load_recipe(path: str, output: str | None = None) -> Recipe:
     for index, stage in enumerate(raw["stages"], start=1):
         if not isinstance(stage, dict) or stage.get("command") not in COMMANDS:
             raise ValueError(f"{path}: stage {index} needs a command, one of {', '.join(COMMANDS)}")
-        stages.append(Stage(stage.get("name", f"stage{index}"), stage["command"], dict(stage.get("options") or {})))
+        options = dict(stage.get("options") or {})
+        if seed is not None and "seed" in option_names(*COMMANDS[stage["command"]].config_classes()):
+            options["seed"] = seed
+        stages.append(Stage(stage.get("name", f"stage{index}"), stage["command"], options))
     names = [s.name for s in stages]
     for name in raw.get("table", []):
         if name not in names:
             raise ValueError(f"{path}: table names unknown stage {name!r}")
+    default_output = raw.get("output", f"runs/{Path(path).stem}")
+    if seed is not None:
+        default_output += f"-seed{seed}"
     return Recipe(
         raw.get("name", Path(path).stem),
-        output or raw.get("output", f"runs/{Path(path).stem}"),
+        output or default_output,
         stages,
         list(raw.get("table", [])),
         raw.get("description", ""),
@@ -123,8 +130,8 @@ def _as_option(key: str, value: Any) -> str:
     return f"{flag} {shlex.quote(str(value))}"  # the plan is a command a shell takes as it is
 
 
-def run_recipe(path: str, output: str | None = None, dry_run: bool = False) -> str:
-    recipe = load_recipe(path, output)
+def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed: int | None = None) -> str:
+    recipe = load_recipe(path, output, seed)
     steps = plan(recipe)
     if dry_run:
         lines = [f"recipe {recipe.name} -> {recipe.output}"]
