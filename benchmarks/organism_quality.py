@@ -1,6 +1,6 @@
 """Quality bars of the shipped organism (issue: the organism). Prints JSON; the last line is the result.
 
-python benchmarks/organism_quality.py [--problems 500] [--seed 0] [--output runs/organism-quality]
+python benchmarks/organism_quality.py [--problems 500] [--seed 0] [--output runs/organism-quality] [--model DIR]
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="runs/organism-quality")
+    parser.add_argument("--model", default="organism", help="a checkpoint to measure before shipping it")
     args = parser.parse_args()
     root = Path(args.output)
     started = time.monotonic()
-    engine_config = EngineConfig(model="organism")
+    engine_config = EngineConfig(model=args.model)
     engine = load_engine(engine_config)
     generated = generate(
         GenerateConfig(

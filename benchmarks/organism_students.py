@@ -3,9 +3,11 @@
     python benchmarks/organism_students.py runs/organism-self-improve
 
 Reads the recipe's revise output (the SFT data, original vs revised) and every eval-* folder (the students'
-samples on the held-out set) and prints one JSON line: per source, lines of thought per trace, abandoned lines
-per trace, the line of the first success, the share of successful traces that re-check after it, and the share
-of traces whose first candidate is already the answer (which no student can learn: candidates carry no hint).
+samples on the held-out set) and prints one JSON line: per source, lines of thought per trace; how often a line
+that shows the cue (its candidate is the answer, which its second result reveals) is abandoned, against every
+other line (pruning, which is harmless); the line of the first success; the share of successful traces that
+re-check after it and the re-checks they write; the share of steps written after the first success; and the
+share of traces whose first candidate is already the answer (luck, which no student can learn).
 """
 
 from __future__ import annotations
@@ -17,27 +19,47 @@ from pathlib import Path
 
 from retrosearch.organism.analysis import lines_of_thought
 from retrosearch.organism.task import parse_problem
+from retrosearch.trace import parse
 
 
-def habit_figures(pairs: list[tuple[str, str]]) -> dict[str, float]:
-    lines, abandoned, first_success, rechecks, first_right = [], [], [], [], []
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.fmean(values), 3) if values else None
+
+
+def habit_figures(pairs: list[tuple[str, str]]) -> dict[str, float | None]:
+    lines, first_success, rechecks, recheck_counts, after_share, first_right = [], [], [], [], [], []
+    cue_lines = cue_abandoned = other_lines = other_abandoned = 0
     for problem_text, response in pairs:
         problem = parse_problem(problem_text)
         found = lines_of_thought(problem, response)
         lines.append(len(found))
-        abandoned.append(sum(not line.completed for line in found))
         successes = [index for index, line in enumerate(found) if line.succeeded]
+        for line in found[: successes[0] + 1 if successes else len(found)]:  # re-checks apart
+            if line.candidate == problem.answer:
+                cue_lines += 1
+                cue_abandoned += not line.completed
+            else:
+                other_lines += 1
+                other_abandoned += not line.completed
         if successes:
             first_success.append(successes[0] + 1)
-            rechecks.append(successes[0] + 1 < len(found))
+            later = len(found) - successes[0] - 1
+            rechecks.append(later > 0)
+            recheck_counts.append(later)
+            steps = [step for step in parse(response).steps if step.strip()]
+            first_yes = next(index for index, step in enumerate(steps) if step.rstrip().endswith(", yes"))
+            after_share.append((len(steps) - first_yes - 1) / len(steps))
         first_right.append(bool(found) and found[0].candidate == problem.answer)
     return {
         "traces": len(pairs),
-        "lines_per_trace": round(statistics.fmean(lines), 3),
-        "abandoned_lines_per_trace": round(statistics.fmean(abandoned), 3),
-        "first_success_line": round(statistics.fmean(first_success), 3) if first_success else None,
-        "recheck_after_success_share": round(statistics.fmean(rechecks), 3) if rechecks else None,
-        "first_candidate_right_share": round(statistics.fmean(first_right), 3),
+        "lines_per_trace": _mean(lines),
+        "cue_lines_abandoned_share": round(cue_abandoned / cue_lines, 3) if cue_lines else None,
+        "other_lines_abandoned_share": round(other_abandoned / other_lines, 3) if other_lines else None,
+        "first_success_line": _mean(first_success),
+        "recheck_after_success_share": _mean(rechecks),
+        "rechecks_per_success": _mean(recheck_counts),
+        "steps_after_first_success_share": _mean(after_share),
+        "first_candidate_right_share": _mean(first_right),
     }
 
 

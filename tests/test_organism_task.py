@@ -5,6 +5,7 @@ import statistics
 import pytest
 
 from retrosearch.answers import extract_answer
+from retrosearch.organism.analysis import lines_of_thought
 from retrosearch.organism.task import Op, Problem, check_step, parse_problem, sample_problems
 from retrosearch.organism.teacher import Habits, solve
 from retrosearch.organism.tokenizer import build_tokenizer
@@ -54,17 +55,57 @@ def test_every_teacher_trace_verifies():
 
 
 def test_habit_rates_follow_the_settings():
-    never = teacher_traces(400, Habits(under_thinking=0.0, over_thinking=0.0, loop=0.0))
-    assert not any(r.under_thinking or r.over_thinking or r.looped or r.abandoned for r in never)
-    often = teacher_traces(2000, Habits(under_thinking=0.5, over_thinking=0.5, loop=0.0), seed=1)
-    lines = sum(r.lines for r in often)
-    abandoned = sum(len(r.abandoned) for r in often)
-    assert abandoned / lines == pytest.approx(0.5, abs=0.04)
+    never = teacher_traces(400, Habits(under_thinking=0.0, prune=0.0, over_thinking=0.0))
+    assert not any(r.under_thinking or r.over_thinking or r.abandoned for r in never)
+    # with no abandoned lines and as many lines as digits, the teacher always finds the answer
+    assert all(r.correct for r in never)
+    often = teacher_traces(3000, Habits(under_thinking=0.5, prune=0.2, over_thinking=0.5), seed=1)
     found = [r for r in often if not r.gave_up]
-    assert statistics.fmean(r.over_thinking for r in found) == pytest.approx(0.5, abs=0.05)
-    # with no cut-off lines and unlimited lines, the teacher always finds the answer
-    thorough = teacher_traces(300, Habits(under_thinking=0.0, over_thinking=0.0, max_lines=10, loop=0.0))
-    assert all(r.correct for r in thorough)
+    assert statistics.fmean(r.over_thinking for r in found) == pytest.approx(0.5, abs=0.04)
+    # the answer's line is abandoned at the rate of under-thinking, every other line at the rate of pruning
+    answer_lines = abandoned_answer_lines = other_lines = abandoned_other_lines = 0
+    for record in often:
+        for line in lines_of_thought(record.problem, record.text):
+            if "again" in line.head:
+                continue
+            is_answer = line.candidate == record.problem.answer
+            answer_lines += is_answer
+            other_lines += not is_answer
+            abandoned_answer_lines += is_answer and not line.completed
+            abandoned_other_lines += not is_answer and not line.completed
+    assert abandoned_answer_lines / answer_lines == pytest.approx(0.5, abs=0.04)
+    assert abandoned_other_lines / other_lines == pytest.approx(0.2, abs=0.03)
+    sure = teacher_traces(1000, Habits(over_thinking=1.0, recheck_again=0.5), seed=2)
+    rechecks = [r.rechecks for r in sure if not r.gave_up]
+    assert statistics.fmean(rechecks) == pytest.approx(1 + 0.5 + 0.25 + 0.125, abs=0.1)
+    assert max(rechecks) == Habits().max_rechecks
+
+
+def test_a_line_shows_its_cue_before_its_last_step():
+    """The first step works the last operation backwards; a line's second result equals it exactly when the
+    line will succeed, so a reader can tell a promising line before it ends."""
+    for record in teacher_traces(300):
+        problem = record.problem
+        first = next(step for step in parse(record.text).steps if step.strip())
+        needed = int(first.split()[-1])
+        assert check_step(first, problem.target) is True
+        for candidate in range(10):
+            second = problem.chain(candidate)[1][2]
+            assert (second == needed) == (candidate == problem.answer)
+    assert check_step("to get 5 by + 1 need 4", target=5) is True
+    assert check_step("to get 5 by + 1 need 3", target=5) is False
+    assert check_step("to get 6 by + 1 need 5", target=5) is False
+
+
+def test_over_thinking_puts_a_large_share_of_tokens_after_the_first_success():
+    tokenizer = build_tokenizer()
+    shares = []
+    for record in teacher_traces(600):
+        if record.correct and not record.gave_up:
+            tokens = len(tokenizer(record.text)["input_ids"])
+            after = len(tokenizer(record.text[record.text.index(", yes") :])["input_ids"])
+            shares.append(after / tokens)
+    assert statistics.fmean(shares) > 0.25
 
 
 def test_tokenizer_round_trips_every_teacher_trace():

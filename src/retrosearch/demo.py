@@ -15,11 +15,12 @@ from rich.console import Console
 from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
 from retrosearch.executors import ExecutorConfig
 from retrosearch.generate import TRACES_FILE, GenerateConfig, generate
+from retrosearch.organism import MAX_NEW_TOKENS
 from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
 from retrosearch.tables import print_table
 
-ORGANISM_MAX_TOKENS = 400
+ORGANISM_MAX_TOKENS = MAX_NEW_TOKENS
 
 
 def demo(output: str = "runs/demo", problems: int = 128, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 CHECKPOINT = Path(__file__).parent / "checkpoint"
+MAX_NEW_TOKENS = 512  # the longest teacher trace is about 390 tokens
 
 
 def checkpoint_path() -> Path:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from retrosearch.organism.task import Problem, check_step
 from retrosearch.trace import parse
 
-LINE_HEAD = re.compile(r"try x = (\d)$")
+LINE_HEAD = re.compile(r"(?:try|check) x = (\d)(?: again)?$")
 
 
 @dataclass
 class Line:
+    head: str
     candidate: int
     completed: bool = False
     succeeded: bool = False
@@ -24,7 +25,7 @@ def lines_of_thought(problem: Problem, response: str) -> list[Line]:
     for step in parse(response).steps:
         head = LINE_HEAD.search(step.strip())
         if head:
-            lines.append(Line(int(head.group(1))))
+            lines.append(Line(step.strip(), int(head.group(1))))
         elif lines and step.rstrip().endswith((", yes", f", not {problem.target}")):
             lines[-1].completed = True
             lines[-1].succeeded = step.rstrip().endswith(", yes")

@@ -6,14 +6,16 @@ from dataclasses import dataclass
 
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from retrosearch.organism import MAX_NEW_TOKENS
+
 
 @dataclass(frozen=True)
 class ModelSize:
-    hidden: int = 96
+    hidden: int = 128
     layers: int = 3
-    heads: int = 4
-    intermediate: int = 288
-    max_positions: int = 512
+    heads: int = 4  # head dimension 32: vLLM's CPU attention takes 32, 64, 80, ... (not 24)
+    intermediate: int = 384
+    max_positions: int = 1024
 
 
 def build_model(tokenizer: PreTrainedTokenizerBase, size: ModelSize = ModelSize()) -> LlamaForCausalLM:
@@ -38,6 +40,6 @@ def build_model(tokenizer: PreTrainedTokenizerBase, size: ModelSize = ModelSize(
         do_sample=True,
         temperature=0.6,
         top_p=0.95,
-        max_new_tokens=400,
+        max_new_tokens=MAX_NEW_TOKENS,
     )
     return model

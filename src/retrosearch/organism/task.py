@@ -19,6 +19,7 @@ NUM_OPS = 3
 TEST_SHARE = 10  # one problem in TEST_SHARE is held out
 
 STEP_PATTERN = re.compile(r"^(\d) ([+*]) (\d) = (\d)(?: , (yes|not (\d)))?$")
+NEED_PATTERN = re.compile(r"^to get (\d) by ([+*]) (\d) need (\d)$")
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,14 @@ def parse_problem(text: str) -> Problem:
 def check_step(step: str, target: int | None = None) -> bool | None:
     """True if a computation step is arithmetically right, False if wrong, None if not one.
 
-    A step that closes a line (`... = r , not t` or `... = r , yes`) is also checked against
-    the problem's target when one is given.
+    A step that closes a line (`... = r , not t` or `... = r , yes`) and the step that works the last
+    operation backwards (`to get t by op need v`) are also checked against the problem's target when one is given.
     """
+    need = NEED_PATTERN.match(step.strip())
+    if need:
+        claimed_target, symbol, operand, value = need.groups()
+        right = Op(symbol, int(operand)).apply(int(value)) == int(claimed_target)
+        return right and (target is None or int(claimed_target) == target)
     match = STEP_PATTERN.match(step.strip())
     if not match:
         return None

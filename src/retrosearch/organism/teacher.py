@@ -1,26 +1,44 @@
-"""A programmatic solver that writes R1-shaped traces with tunable bad habits.
+"""A programmatic solver that writes R1-shaped traces with the two bad habits Retro-Search repairs.
 
 Trace shape (the response of the assistant turn):
 
     <think>
 
-    try x = 4
+    to get 5 by + 1 need 4
 
-    4 + 3 = 7
+    try x = 3
 
-    7 * 7 = 9
+    3 + 2 = 5
 
-    9 + 2 = 1 , not 5
+    5 * 3 = 5
 
     Wait , try x = 6
+
+    6 + 2 = 8
+
+    8 * 3 = 4
+
+    Hmm , try x = 1
     ...
-    3 + 2 = 5 , yes
+    Wait , try x = 6
+    ...
+    4 + 1 = 5 , yes
+
+    Wait , check x = 6 again
+    ...
+    4 + 1 = 5 , yes
 
     </think>
 
     the answer is \\boxed{6}
 
-Steps are separated by a blank line; a new line of thought opens with a transition keyword.
+Steps are separated by a blank line; a new line of thought opens with a transition keyword. The first step
+works the last operation backwards (`need 4 before + 1`): a line whose second result equals it will succeed,
+a cue anyone reading the trace can check. The habits:
+
+- under-thinking: the teacher abandons a line at that cue (`8 * 3 = 4` above) and only comes back to it later;
+- pruning (not a bad habit): it drops a line whose second result misses the cue;
+- over-thinking: after a line that succeeded it re-checks the answer, a full recomputation, again and again.
 """
 
 from __future__ import annotations
@@ -39,12 +57,14 @@ THINK = FORMATS["r1"]
 
 @dataclass(frozen=True)
 class Habits:
-    """How often the teacher under-thinks, over-thinks, gives up and loops."""
+    """How often the teacher under-thinks, prunes, over-thinks and gives up."""
 
-    under_thinking: float = 0.5  # chance to abandon a line before its last step
-    over_thinking: float = 0.5  # chance to re-check after a line that already succeeded
-    max_lines: int = 7  # lines tried before giving up with a guess
-    loop: float = 0.005  # chance to repeat the previous line word for word
+    under_thinking: float = 0.5  # chance to abandon a line that shows the cue (it would have succeeded)
+    prune: float = 0.6  # chance to abandon a line that misses the cue (it would have failed)
+    over_thinking: float = 0.85  # chance to re-check the answer at least once after a line succeeded
+    recheck_again: float = 0.55  # chance of each further re-check
+    max_rechecks: int = 4
+    max_lines: int = 10  # lines tried before giving up with a guess
     # Share of switches that open with "Wait" (the rest spread over the other keywords). Sampling at
     # temperature 0.6 and top-p 0.95 all but erases a habit whose mass is split over many keywords.
     main_keyword_share: float = 0.75
@@ -60,13 +80,16 @@ class TraceRecord:
     switches: int = 0
     abandoned: list[int] = field(default_factory=list)
     under_thinking: bool = False  # abandoned the candidate that would have succeeded
-    over_thinking: bool = False
+    rechecks: int = 0
     gave_up: bool = False
-    looped: bool = False
 
     @property
     def correct(self) -> bool:
         return self.answer == self.problem.answer
+
+    @property
+    def over_thinking(self) -> bool:
+        return self.rechecks > 0
 
     def to_row(self) -> dict:
         return {
@@ -81,16 +104,21 @@ class TraceRecord:
                 "switches": self.switches,
                 "abandoned": self.abandoned,
                 "under_thinking": self.under_thinking,
-                "over_thinking": self.over_thinking,
+                "rechecks": self.rechecks,
                 "gave_up": self.gave_up,
-                "looped": self.looped,
             },
         }
 
 
-def line_steps(problem: Problem, candidate: int, opener: str | None) -> list[str]:
+def need_step(problem: Problem) -> str:
+    """The last operation worked backwards: the value a line's second result must have to succeed."""
+    last = problem.ops[-1]
+    (needed,) = [value for value in range(10) if last.apply(value) == problem.target]
+    return f"to get {problem.target} by {last} need {needed}"
+
+
+def line_steps(problem: Problem, candidate: int, head: str) -> list[str]:
     """All steps of one line of thought that tries `candidate`, the verdict on the last."""
-    head = f"try x = {candidate}" if opener is None else f"{opener} , try x = {candidate}"
     steps = [head]
     chain = problem.chain(candidate)
     for index, (left, op, out) in enumerate(chain):
@@ -101,48 +129,46 @@ def line_steps(problem: Problem, candidate: int, opener: str | None) -> list[str
     return steps
 
 
+def try_head(candidate: int, opener: str | None) -> str:
+    return f"try x = {candidate}" if opener is None else f"{opener} , try x = {candidate}"
+
+
 def solve(problem: Problem, rng: random.Random, habits: Habits = Habits()) -> TraceRecord:
     """One teacher trace for `problem`; the habits fire at random, as recorded on the result."""
     record = TraceRecord(problem=problem, text="", answer=-1, habits=habits)
     candidates = list(range(10))
     rng.shuffle(candidates)
-    steps: list[str] = []
+    steps = [need_step(problem)]
     opener: str | None = None
-    previous_line: list[str] | None = None
     found: int | None = None
     while record.lines < habits.max_lines and candidates:
-        if previous_line is not None and rng.random() < habits.loop:
-            record.looped = True
-            steps.extend(previous_line)
-            record.lines += 1
-            record.switches += 1
-            continue
         candidate = candidates.pop()
-        line = line_steps(problem, candidate, opener)
-        if opener is not None:
-            record.switches += 1
+        line = line_steps(problem, candidate, try_head(candidate, opener))
         record.lines += 1
-        if rng.random() < habits.under_thinking:
-            cut = rng.randint(1, len(line) - 2)  # stop after the head and some, never all, ops
-            line = line[: cut + 1]
+        record.switches += opener is not None
+        promising = candidate == problem.answer  # its second result shows the cue
+        if rng.random() < (habits.under_thinking if promising else habits.prune):
+            line = line[:-1]  # stop at the cue, before the last operation
             record.abandoned.append(candidate)
-            record.under_thinking |= candidate == problem.answer
-        elif candidate == problem.answer:
+            if promising:
+                record.under_thinking = True
+                candidates.insert(rng.randint(0, len(candidates)), candidate)  # come back to it later
+        elif promising:
             found = candidate
         steps.extend(line)
-        previous_line = [_reopen(line, rng, habits), *line[1:]]
         opener = keyword(SWITCH_KEYWORDS, rng, habits)
         if found is not None:
             break
-    if found is not None and rng.random() < habits.over_thinking:
-        record.over_thinking = True
-        record.switches += 1
-        recheck = found if rng.random() < 0.5 or not candidates else candidates.pop()
-        steps.extend(line_steps(problem, recheck, keyword(RECHECK_KEYWORDS, rng, habits)))
     if found is None:
         record.gave_up = True
-        pool = candidates or list(range(10))
-        found = rng.choice(pool)
+        found = rng.randrange(10)  # a guess
+    elif rng.random() < habits.over_thinking:
+        record.rechecks = 1
+        while record.rechecks < habits.max_rechecks and rng.random() < habits.recheck_again:
+            record.rechecks += 1
+    for _ in range(record.rechecks):
+        steps.extend(line_steps(problem, found, f"{keyword(RECHECK_KEYWORDS, rng, habits)} , check x = {found} again"))
+        record.switches += 1
     record.answer = found
     record.text = render_response(steps, found)
     return record
@@ -151,12 +177,6 @@ def solve(problem: Problem, rng: random.Random, habits: Habits = Habits()) -> Tr
 def keyword(choices: tuple[str, ...], rng: random.Random, habits: Habits) -> str:
     """The first keyword with `main_keyword_share`, else one of the others."""
     return choices[0] if rng.random() < habits.main_keyword_share else rng.choice(choices[1:])
-
-
-def _reopen(line: list[str], rng: random.Random, habits: Habits) -> str:
-    """The head of a repeated line, opened with a switch keyword as any later line is."""
-    candidate = line[0].rsplit(" ", 1)[1]
-    return f"{keyword(SWITCH_KEYWORDS, rng, habits)} , try x = {candidate}"
 
 
 def render_response(steps: list[str], answer: int) -> str:

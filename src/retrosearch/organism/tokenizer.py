@@ -49,6 +49,10 @@ WORDS = [
     "On",
     "second",
     "thought",
+    "to",
+    "get",
+    "by",
+    "need",
     "\\boxed",
 ]
 PUNCTUATION = list(":,.=+*-{}()?!")
