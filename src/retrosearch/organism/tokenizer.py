@@ -49,13 +49,11 @@ WORDS = [
     "On",
     "second",
     "thought",
-    "to",
-    "get",
-    "by",
-    "need",
     "\\boxed",
 ]
 PUNCTUATION = list(":,.=+*-{}()?!")
+# words of the second generation's traces, after every first-generation piece so those keep their ids
+LATER_WORDS = ["to", "get", "by", "need", "want", "no"]
 MULTI_WORD_KEYWORDS = tuple(keyword for keyword in DEFAULT_KEYWORDS if " " in keyword)  # one token each
 TAGS = (FORMATS["r1"].open, FORMATS["r1"].close)
 
@@ -71,7 +69,7 @@ CHAT_TEMPLATE = (
 
 def vocabulary() -> list[str]:
     pieces = ["\n\n", "\n", " "]
-    for word in [*WORDS, *PUNCTUATION, *map(str, range(10))]:
+    for word in [*WORDS, *PUNCTUATION, *map(str, range(10)), *LATER_WORDS]:
         pieces += [word, " " + word]
     return list(dict.fromkeys(pieces))
 

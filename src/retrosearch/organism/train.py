@@ -101,6 +101,25 @@ def sampled_accuracy(model, tokenizer: PreTrainedTokenizerBase, problems: list[P
     return correct / len(problems)
 
 
+@torch.no_grad()
+def carry_vocabulary(model, old: PreTrainedTokenizerBase, new: PreTrainedTokenizerBase) -> None:
+    """Re-index the embeddings of `old`'s vocabulary to `new`'s, token by token; a new token starts at the mean.
+
+    The tokenizer is rebuilt from code on every fresh run, so weights trained with an earlier vocabulary can
+    be carried into a grown one (the organism's second generation added words this way)."""
+    old_vocab, new_vocab = old.get_vocab(), new.get_vocab()
+    if old_vocab == new_vocab:
+        return
+    weights = model.get_input_embeddings().weight
+    carried = weights.mean(dim=0, keepdim=True).repeat(len(new_vocab), 1)
+    for token, index in new_vocab.items():
+        if token in old_vocab:
+            carried[index] = weights[old_vocab[token]]
+    model.resize_token_embeddings(len(new_vocab))
+    model.get_input_embeddings().weight.copy_(carried)
+    model.config.vocab_size = len(new_vocab)
+
+
 def train(
     out: Path, config: TrainConfig = TrainConfig(), habits: Habits = Habits(), size: ModelSize = ModelSize()
 ) -> Path:
@@ -117,9 +136,11 @@ def train(
         start_step = state["step"]
     else:
         tokenizer = save_tokenizer(out)
-        model = (
-            AutoModelForCausalLM.from_pretrained(config.init_from) if config.init_from else build_model(tokenizer, size)
-        )
+        if config.init_from:
+            model = AutoModelForCausalLM.from_pretrained(config.init_from)
+            carry_vocabulary(model, AutoTokenizer.from_pretrained(config.init_from), tokenizer)
+        else:
+            model = build_model(tokenizer, size)
         state, start_step = None, 0
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.95)
