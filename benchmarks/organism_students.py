@@ -72,7 +72,8 @@ def main() -> None:
         for field in ("original", "revised")
     }
     for folder in sorted(root.glob("eval-*")):
-        samples = [json.loads(line) for line in (folder / "organism" / "samples.jsonl").read_text().splitlines()]
+        samples_file = folder / "organism" / "generate" / "samples.jsonl"
+        samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
         result[folder.name] = habit_figures([(row["problem"], row["response"]) for row in samples])
     print(json.dumps(result))
 

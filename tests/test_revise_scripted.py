@@ -372,7 +372,7 @@ def test_a_trace_longer_than_the_models_context_is_skipped_at_once(tmp_path, scr
 
 
 def test_the_organism_engine_knows_its_context(organism_engine):
-    assert organism_engine.context_length == 512
+    assert organism_engine.context_length == 1024
 
 
 def test_a_full_disk_ends_the_run_with_one_line_and_a_rerun_resumes(tmp_path, scripted, capsys, monkeypatch):
