@@ -234,3 +234,12 @@ def test_a_forked_child_checks_with_workers_of_its_own():
     assert finished == pid and os.waitstatus_to_exitcode(status) == 0
     assert checker.is_correct("\\frac{1}{2}", "0.5")  # the parent's own worker is untouched
     checker.close()
+
+
+def test_a_workers_start_up_is_no_part_of_the_first_checks_deadline():
+    """Spawning a worker and importing math-verify take longer than this deadline; the check alone does not."""
+    checker = AnswerChecker(timeout_seconds=0.1)  # a check on a running worker takes about 5 ms here
+    started = time.monotonic()
+    assert checker.check("\\frac{3}{4}", "0.75") == Verdict(True)
+    assert time.monotonic() - started > 0.1  # the start-up (0.4 s here, idle) really was longer than the deadline
+    checker.close()

@@ -106,6 +106,8 @@ def _serve(checks: Connection, owner: int) -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() != owner:  # it ended before the line above
             return
+    _verify("1", "1")  # math-verify imported before any check's deadline starts
+    checks.send(READY)
     while True:
         try:
             gold, predicted = checks.recv()
@@ -123,6 +125,8 @@ def _serve(checks: Connection, owner: int) -> None:
 # workers with it. Spawned, not forked: a forked worker would inherit the parent's sockets and keep, say,
 # a dead Ray actor's connection open, so that nobody notices the actor died.
 _starter: tuple[int, ThreadPoolExecutor] | None = None
+READY = "ready"
+STARTUP_SECONDS = 300.0  # spawning a worker and importing math-verify: slow on a loaded machine, never a check
 
 
 def _start(process) -> None:
@@ -139,6 +143,14 @@ class _Worker:
         self.process = context.Process(target=_serve, args=(child, os.getpid()), daemon=True)
         _start(self.process)
         child.close()  # the worker's end lives in the worker alone
+        self.ready = False
+
+    def wait_until_ready(self) -> bool:
+        """Start-up is no part of a check's deadline: under load it alone took longer than the deadline, and a
+        check then said "timed out" where a run on an idle machine said "correct"."""
+        if not self.ready and self.connection.poll(STARTUP_SECONDS):
+            self.ready = self.connection.recv() == READY
+        return self.ready
 
     def stop(self) -> None:
         self.connection.close()
@@ -179,6 +191,8 @@ class AnswerChecker:
             return Verdict(True)
         worker = self._take()
         try:
+            if not worker.wait_until_ready():
+                return Verdict(False, "answer checker did not start")
             worker.connection.send((gold, predicted))
             if worker.connection.poll(self.timeout_seconds):
                 result = worker.connection.recv()
