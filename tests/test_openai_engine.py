@@ -31,9 +31,9 @@ def server(tmp_path_factory):
     server.kill()
 
 
-def engine_for(url: str, **settings):
+def engine_for(url: str, retries: int = 12, **settings):
     return load_engine(
-        EngineConfig(engine="openai", base_url=url, ban_method="generation_config", retries=12, **settings)
+        EngineConfig(engine="openai", base_url=url, ban_method="generation_config", retries=retries, **settings)
     )
 
 
@@ -92,7 +92,9 @@ def test_revise_through_transformers_serve(server, teacher_file, tmp_path):
 
 def test_faults_between_client_and_server_lose_nothing(server, teacher_file, tmp_path):
     with FaultProxy(server.port) as proxy:
-        engine = engine_for(proxy.url)
+        # three connections in four fail, counted over all requests in flight: with the second organism's longer
+        # rollouts one request met 12 faults in a row, so it may retry more here
+        engine = engine_for(proxy.url, retries=40)
         summary = revise(
             ReviseConfig(input=str(teacher_file), output=str(tmp_path / "run"), limit=12),
             SEARCH,
@@ -101,7 +103,8 @@ def test_faults_between_client_and_server_lose_nothing(server, teacher_file, tmp
         )
     rows = rows_of(tmp_path / "run")
     assert [row["id"] for row in rows] == input_ids(teacher_file, 12)
-    assert summary["errors"] == 0 and proxy.faults >= 3 and summary["engine_retries"] >= 3
+    assert summary["errors"] == 0, [row["reason"] for row in rows if row["status"] == "error"]
+    assert proxy.faults >= 3 and summary["engine_retries"] >= 3
 
 
 def test_server_killed_and_restarted_mid_run_loses_nothing(teacher_file, tmp_path):
