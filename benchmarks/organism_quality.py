@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from retrosearch.answers import extract_answer, is_correct
-from retrosearch.demo import ORGANISM_MAX_TOKENS
 from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
 from retrosearch.generate import SAMPLES_FILE, TRACES_FILE, GenerateConfig, generate
+from retrosearch.organism import MAX_NEW_TOKENS
 from retrosearch.organism.analysis import analyze
 from retrosearch.organism.task import parse_problem
 from retrosearch.revise import OUTPUT_FILE, ReviseConfig, revise
@@ -37,7 +37,7 @@ def main() -> None:
         GenerateConfig(
             output=str(root / "generate"),
             limit=args.problems,
-            sampling=SamplingConfig(max_new_tokens=ORGANISM_MAX_TOKENS, seed=args.seed),
+            sampling=SamplingConfig(max_new_tokens=MAX_NEW_TOKENS, seed=args.seed),
             keep_correct=True,
             overwrite=True,
         ),
@@ -49,7 +49,7 @@ def main() -> None:
     habits = [analyze(parse_problem(row["problem"]), row["response"]) for row in rows]
     revised = revise(
         ReviseConfig(input=str(root / "generate" / TRACES_FILE), output=str(root / "revise"), overwrite=True),
-        RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=ORGANISM_MAX_TOKENS, seed=args.seed)),
+        RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=MAX_NEW_TOKENS, seed=args.seed)),
         engine_config,
         engine=engine,
         quiet=True,

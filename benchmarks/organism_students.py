@@ -31,7 +31,7 @@ def habit_figures(pairs: list[tuple[str, str]]) -> dict[str, float | None]:
     cue_lines = cue_abandoned = other_lines = other_abandoned = 0
     for problem_text, response in pairs:
         problem = parse_problem(problem_text)
-        found = lines_of_thought(problem, response)
+        found = lines_of_thought(response)
         lines.append(len(found))
         successes = [index for index, line in enumerate(found) if line.succeeded]
         for line in found[: successes[0] + 1 if successes else len(found)]:  # re-checks apart

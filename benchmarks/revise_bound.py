@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from retrosearch.demo import ORGANISM_MAX_TOKENS
 from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
+from retrosearch.organism import MAX_NEW_TOKENS
 from retrosearch.revise import OUTPUT_FILE, ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
 
@@ -28,7 +28,7 @@ def run(input_path: str, limit: int, bound: bool, batch_size: int, folder: Path)
     started = time.monotonic()
     summary = revise(
         ReviseConfig(input=input_path, output=str(folder), limit=limit),
-        RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=ORGANISM_MAX_TOKENS), bound=bound),
+        RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=MAX_NEW_TOKENS), bound=bound),
         engine_config,
         engine=engine,
         quiet=True,

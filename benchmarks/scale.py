@@ -21,13 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import OrganismServer
 
-from retrosearch.demo import ORGANISM_MAX_TOKENS
-from retrosearch.organism import checkpoint_path
+from retrosearch.organism import MAX_NEW_TOKENS, checkpoint_path
 
 
 def revise(input_path: str, limit: int, folder: Path, *options: str) -> dict:
     command = [sys.executable, "-m", "retrosearch.cli", "revise", "--input", input_path, "--limit", str(limit)]
-    command += ["--output", str(folder), "--max-new-tokens", str(ORGANISM_MAX_TOKENS), *options]
+    command += ["--output", str(folder), "--max-new-tokens", str(MAX_NEW_TOKENS), *options]
     started = time.monotonic()
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     wall = time.monotonic() - started

@@ -67,7 +67,7 @@ def test_habit_rates_follow_the_settings():
     # the answer's line is abandoned at the rate of under-thinking, every other line at the rate of pruning
     answer_lines = abandoned_answer_lines = other_lines = abandoned_other_lines = 0
     for record in often:
-        for line in lines_of_thought(record.problem, record.text):
+        for line in lines_of_thought(record.text):
             if "again" in line.head:
                 continue
             is_answer = line.candidate == record.problem.answer

@@ -20,15 +20,13 @@ from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
 from retrosearch.tables import print_table
 
-ORGANISM_MAX_TOKENS = MAX_NEW_TOKENS
-
 
 def demo(output: str = "runs/demo", problems: int = 128, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
     started = time.monotonic()
     root = Path(output)
     engine_config = EngineConfig(model="organism")
     engine = load_engine(engine_config)
-    sampling = SamplingConfig(max_new_tokens=ORGANISM_MAX_TOKENS, seed=seed)
+    sampling = SamplingConfig(max_new_tokens=MAX_NEW_TOKENS, seed=seed)
     generated = generate(
         GenerateConfig(
             problems="organism",

@@ -19,7 +19,7 @@ class Line:
     succeeded: bool = False
 
 
-def lines_of_thought(problem: Problem, response: str) -> list[Line]:
+def lines_of_thought(response: str) -> list[Line]:
     """The lines of thought of a trace: each tries one candidate; completed once it reaches its verdict."""
     lines: list[Line] = []
     for step in parse(response).steps:
@@ -45,7 +45,7 @@ class ObservedHabits:
 def analyze(problem: Problem, response: str) -> ObservedHabits:
     verdicts = [check_step(step, problem.target) for step in parse(response).steps]
     checked = [verdict for verdict in verdicts if verdict is not None]
-    lines = lines_of_thought(problem, response)
+    lines = lines_of_thought(response)
     under = any(not line.completed and line.candidate == problem.answer for line in lines)
     over = any(line.succeeded for line in lines[:-1])
     return ObservedHabits(len(checked), sum(checked), under, over)

@@ -33,8 +33,8 @@ Trace shape (the response of the assistant turn):
     the answer is \\boxed{6}
 
 Steps are separated by a blank line; a new line of thought opens with a transition keyword. The first step
-works the last operation backwards (`need 4 before + 1`): a line whose second result equals it will succeed,
-a cue anyone reading the trace can check. The habits:
+works the last operation backwards (`to get 5 by + 1 need 4`): a line whose second result equals the value it
+needs will succeed, a cue anyone reading the trace can check. The habits:
 
 - under-thinking: the teacher abandons a line at that cue (`8 * 3 = 4` above) and only comes back to it later;
 - pruning (not a bad habit): it drops a line whose second result misses the cue;
