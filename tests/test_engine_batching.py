@@ -137,3 +137,21 @@ def test_a_prompt_the_model_cannot_take_fails_alone(organism_engine):
     assert isinstance(answers["broken"], Exception)
     assert answers["good"] == engine.run_batch([Request(prompt, 40, seed=1)])[0]
     assert answers["later"] == engine.run_batch([Request(prompt, 30, seed=2)])[0]
+
+
+def test_the_columns_a_step_attends_to_span_the_live_rows_not_the_whole_run(organism_engine):
+    """Requests keep joining a full batch (each takes a freed slot, so no compaction happens): the KV columns in
+    use must stay within the longest live row, or every step grows slower as the run goes on."""
+    engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, max_batch_size=4, prefix_cache_mb=0)
+    requests = [Request(organism_prompt(engine, PROBLEMS[n % 4]), 10 + 7 * (n % 5), seed=n) for n in range(40)]
+    widest, step = [], engine._step
+
+    def watched_step(batch):
+        longest = max(len(row.request.prompt_ids) + len(row.text.ids) for _, row in batch.live())
+        widest.append(batch.kv.end - batch.kv.start - longest)
+        return step(batch)
+
+    engine._step = watched_step
+    engine.run_batch(requests)
+    assert sum(len(request.prompt_ids) + request.max_new_tokens for request in requests) > 4 * 200
+    assert len(widest) > 100 and max(widest) <= 1

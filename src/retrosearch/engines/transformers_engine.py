@@ -318,7 +318,9 @@ class TransformersEngine(Engine):
         return batch
 
     def _tidy(self, batch: Batch) -> Batch | None:
-        """Drop free slots once a quarter of the slots are free (new rows fill them first), and padding columns."""
+        """Drop free slots once a quarter of the slots are free (new rows fill them first), and the leading columns
+        no live row uses: rows that join a full batch take free slots, so without this the columns attended to
+        would span the whole run, and every step would grow slower."""
         live = [slot for slot, _ in batch.live()]
         if not live:
             return None
@@ -326,7 +328,9 @@ class TransformersEngine(Engine):
             batch.kv.compact(live)
             batch.rows = [batch.rows[slot] for slot in live]
             batch.mask, batch.positions = batch.mask[live], batch.positions[live]
-            padding = int((batch.mask.sum(0) > 0).nonzero()[0])
+            live = list(range(len(live)))
+        padding = int(batch.mask[live].any(0).int().argmax())
+        if padding:
             batch.kv.trim(padding)
             batch.mask = batch.mask[:, padding:]
         return batch
