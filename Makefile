@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 # torch first and pinned, so pip never pulls a multi-GB CUDA build on a CPU machine
 TORCH ?= torch==2.13.0
 
-.PHONY: setup vllm-setup demo test lint format benchmark engine-speed mutation
+.PHONY: setup vllm-setup browser demo test lint format benchmark engine-speed mutation
 
 setup: $(VENV)/.installed
 
@@ -41,8 +41,14 @@ $(VLLM_VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/retrosearch demo
 
+# headless Chromium for the report's browser tests (Playwright drives the system browser: nothing downloaded)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "no chromium and not root: the report's browser tests will skip (apt-get install chromium)"
+
 # the suite, then vLLM for real (its CPU build) in its own environment
-test: setup vllm-setup
+test: setup vllm-setup browser
 	$(PYTHON) -m pytest
 	$(VLLM_PYTHON) -m pytest -p no:cacheprovider tests/test_vllm_cpu.py
 

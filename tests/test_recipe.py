@@ -1,6 +1,8 @@
 import json
+from pathlib import Path
 
 from retrosearch.cli import main
+from retrosearch.report import write_report
 
 TINY = """
 name: tiny
@@ -29,10 +31,16 @@ def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys, monkeypatch):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY.format(output=tmp_path / "run"))
     assert main(["run", str(recipe)]) == 0
-    table = capsys.readouterr().out
-    assert table.splitlines()[-1].startswith("| eval-revised | ")
+    *table, report_line = capsys.readouterr().out.splitlines()
+    assert table[-1].startswith("| eval-revised | ")
+    assert report_line == f"see the run in a browser: retrosearch report {tmp_path / 'run'}"
     summary = json.loads((tmp_path / "run" / "recipe_summary.json").read_text())
     assert set(summary["stage_seconds"]) == {"generate", "revise", "shortest", "sft-revised", "eval-revised"}
+    assert summary["table"] == ["eval-revised"]
+    page = Path(write_report(tmp_path / "run")["report"]).read_text()
+    accuracy = summary["results"]["eval-revised"]["benchmarks"]["organism"]["accuracy"]
+    assert f'<td>eval-revised</td><td class="num">{accuracy:,.3f}</td>' in page  # the paper's table
+    assert "Retro-Search (stage revise)" in page and page.count('<img src="data:image/svg+xml;base64,') == 4
     products = {
         path: (path.read_bytes(), path.stat().st_mtime_ns)
         for path in (tmp_path / "run").rglob("*")
@@ -51,7 +59,7 @@ def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(TransformersEngine, "run_batch", no_more_work)
     monkeypatch.setattr(Trainer, "train", no_more_work)
     assert main(["run", str(recipe)]) == 0  # everything finished: the rerun only reads results
-    assert capsys.readouterr().out.splitlines()[-1] == table.splitlines()[-1]
+    assert capsys.readouterr().out.splitlines()[-2] == table[-1]
     for path, (content, modified) in products.items():
         assert path.read_bytes() == content, path
         if path.name in ("samples.jsonl", "revised.jsonl", "model.safetensors"):  # work, not derived files

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 
 EXIT_ROW_ERRORS = 3  # the run finished, but some rows failed: 2 is bad input, 130 an interruption
@@ -69,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("shards", nargs="+", help="the shard run folders")
     merge.add_argument("--output", required=True, help="merged run folder")
 
+    report = commands.add_parser(
+        "report", help="one self-contained HTML page of a run: its figures, plots and a trace viewer"
+    )
+    report.add_argument("run", help="run folder of revise, generate or eval, or a recipe's (retrosearch run)")
+    report.add_argument("--output", help="the HTML file (default: RUN/report.html)")
+    report.add_argument("--max-rows", type=int, default=5000, help="most rows in the trace viewer (a uniform sample)")
+    report.add_argument("--max-mb", type=float, default=20.0, help="largest file; the viewer gets fewer rows to fit")
+
     run = commands.add_parser("run", help="run every stage of a YAML recipe, resumable, and print the table")
     run.add_argument("recipe", help="recipe YAML file")
     run.add_argument("--output", help="run folder (default: the recipe's)")
@@ -91,6 +100,8 @@ def _run(args: argparse.Namespace) -> int:
 
         options = configs.merged_options(args, getattr(args, "config", None))
         result = COMMANDS[args.stage].run(options)
+        if args.stage in REPORTED:
+            _print_report_command(getattr(COMMANDS[args.stage].build(options)[0], "output", None))
         if result.get("errors"):
             print(
                 f"retrosearch: {result['errors']} row(s) failed (status 'error', with the reason in the output); "
@@ -142,14 +153,32 @@ def _run(args: argparse.Namespace) -> int:
         merge(args.shards, args.output)
         return 0
     if args.command == "run":
-        from retrosearch.recipe import run_recipe
+        from retrosearch.recipe import load_recipe, run_recipe
 
         print(run_recipe(args.recipe, args.output, args.dry_run, args.seed), end="")
+        if not args.dry_run:
+            _print_report_command(load_recipe(args.recipe, args.output, args.seed).output)
+        return 0
+    if args.command == "report":
+        from retrosearch.report import write_report
+        from retrosearch.tables import print_figures
+
+        made = write_report(args.run, args.output, args.max_rows, args.max_mb)
+        print_figures(f"retrosearch report — {args.run}", made)
+        print(f"open it in a browser: file://{os.path.abspath(made['report'])}")
         return 0
     from retrosearch.demo import demo
 
     demo(args.output, args.problems, args.seed, args.overwrite)
     return 0
+
+
+REPORTED = ("generate", "revise")  # stages whose run folder a report shows
+
+
+def _print_report_command(folder: str | None) -> None:
+    if folder:
+        print(f"see the run in a browser: retrosearch report {shlex.quote(folder)}")
 
 
 def _one_line(error: Exception) -> str:

@@ -81,4 +81,5 @@ def demo(output: str = "runs/demo", problems: int = 128, seed: int = 0, overwrit
     console.print(
         f"outputs: {root / 'generate'} (traces), {root / 'revise'} (revised.jsonl, summary.json, manifest.json)"
     )
+    console.print(f"see the revisions in a browser: retrosearch report {root / 'revise'}")
     return summary

@@ -151,6 +151,11 @@ def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed
     root.mkdir(parents=True, exist_ok=True)
     (root / "table.md").write_text(table)
     (root / "recipe_summary.json").write_text(
-        json.dumps({"recipe": path, "stage_seconds": timings, "results": results}, indent=2, default=str) + "\n"
+        json.dumps(
+            {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results},
+            indent=2,
+            default=str,
+        )
+        + "\n"
     )
     return table
