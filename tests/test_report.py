@@ -71,6 +71,7 @@ def hostile_run(revise_run, tmp_path_factory) -> Path:
         reason="<i>shorter</i> correct rollout accepted",
         original="\n\n".join([*steps[:3], HOSTILE_STEP, *steps[3:]]),
     )
+    rows.append({"id": "failed-row", "reason": "engine died: <b>out of memory</b>", "status": "error"})
     (folder / "revised.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 
@@ -180,8 +181,12 @@ def test_markup_in_the_data_stays_text_and_nothing_runs(hostile_run, browser):
         assert hostile not in source  # not in the markup, and not in clear anywhere (the rows are packed)
     opened = Opened(browser, Path(made["report"]))
     page = opened.page
+    page.select_option("#filter-status", "error")
+    assert opened.text("#detail h3") == "failed-row"
+    assert "engine died: <b>out of memory</b>" in opened.text("#detail dl")
+    page.select_option("#filter-status", "")
     page.fill("#filter-id", "onerror")
-    assert opened.text("#count") == "1 of 40 rows in this report"
+    assert opened.text("#count") == "1 of 41 rows in this report"
     assert opened.text("#rows td.id") == HOSTILE_ID
     assert opened.text("#detail h3") == HOSTILE_ID
     assert opened.text("#detail pre.problem") == HOSTILE_PROBLEM

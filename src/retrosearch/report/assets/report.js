@@ -17,6 +17,10 @@ async function inflate(base64) {
   return JSON.parse(await new Response(stream).text());
 }
 
+function number(value) {
+  return typeof value === "number" ? value.toLocaleString() : "-";
+}
+
 function saved(row) {
   return typeof row.tokens_before === "number" && typeof row.tokens_after === "number"
     ? row.tokens_before - row.tokens_after
@@ -86,13 +90,13 @@ function start(rows) {
     if (meta.mode === "compare") {
       fact(facts, "answer before", row.answer_before);
       fact(facts, "answer after", row.answer_after);
-      fact(facts, "tokens", `${row.tokens_before} → ${row.tokens_after}`);
-      fact(facts, "switches", `${row.switches_before} → ${row.switches_after}`);
+      fact(facts, "tokens", `${number(row.tokens_before)} → ${number(row.tokens_after)}`);
+      fact(facts, "switches", `${number(row.switches_before)} → ${number(row.switches_after)}`);
       fact(facts, "accepted revisions", row.revisions);
     } else {
       fact(facts, "answer", row.answer_after);
-      fact(facts, "tokens", row.tokens_after);
-      fact(facts, "switches", row.switches_after);
+      fact(facts, "tokens", number(row.tokens_after));
+      fact(facts, "switches", number(row.switches_after));
     }
     fact(facts, "check", row.checked);
     fact(facts, "input row", (row.n + 1).toLocaleString());
@@ -124,10 +128,10 @@ function start(rows) {
       tr.appendChild(element("td", "", row.status));
       tr.appendChild(element("td", "", row.group));
       if (meta.mode === "compare") {
-        tr.appendChild(element("td", "num", `${row.tokens_before} → ${row.tokens_after}`));
-        tr.appendChild(element("td", "num", saved(row)));
+        tr.appendChild(element("td", "num", `${number(row.tokens_before)} → ${number(row.tokens_after)}`));
+        tr.appendChild(element("td", "num", saved(row).toLocaleString()));
       } else {
-        tr.appendChild(element("td", "num", row.tokens_after));
+        tr.appendChild(element("td", "num", number(row.tokens_after)));
       }
       tr.addEventListener("click", () => show(index));
       body.appendChild(tr);
