@@ -154,10 +154,11 @@ def revise_section(folder: Path, max_rows: int, title: str = "Retro-Search") -> 
                 after.append(row["tokens_after"])
                 _keyword_counts(row["original"], matcher, keywords_before)
                 _keyword_counts(row["revised"], matcher, keywords_after)
-                for revision in row["revisions"]:
-                    if unit == "steps" or revision is row["revisions"][0]:
-                        length = revision["length_before"] if unit == "steps" else len(parse(row["original"]).steps)
-                        positions.append(revision["switch_index"] / max(1, length))
+                revisions = row["revisions"]
+                if unit == "steps":  # each revision's length is that of the trace it revised, in steps
+                    positions += [each["switch_index"] / max(1, each["length_before"]) for each in revisions]
+                elif revisions:  # in tokens: only the first revision's trace (the original) has known steps
+                    positions.append(revisions[0]["switch_index"] / max(1, len(parse(row["original"]).steps)))
             except (KeyError, TypeError):
                 raise DataError(f"{path}:{number}: not a row of revised.jsonl; is this a revise run?") from None
         if index in chosen:
