@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.answers import extract_answer
-from retrosearch.data import DataError
+from retrosearch.data import DataError, read_records
 from retrosearch.report.plots import (
     Plot,
     correct_histogram,
@@ -68,19 +68,14 @@ class Report:
     viewer: Viewer | None
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) of every non-blank line; a broken line is one clear error."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: not JSON ({error.msg}); is the run folder damaged?") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: a row must be a JSON object")
-            yield number, row
+def read_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """('file:line', row) of every row of a run's JSONL file; a broken line is one clear error."""
+    if path.stat().st_size == 0:
+        return
+    for row, where in read_records(str(path)):
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: a row must be a JSON object; is the run folder damaged?")
+        yield where, row
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -145,7 +140,7 @@ def revise_section(folder: Path, max_rows: int, title: str = "Retro-Search") -> 
     keywords_before: Counter = Counter()
     keywords_after: Counter = Counter()
     rows: list[tuple[int, dict[str, Any]]] = []
-    for index, (number, row) in enumerate(read_jsonl(path)):
+    for index, (where, row) in enumerate(read_rows(path)):
         status, reason = row.get("status", "?"), row.get("reason", "")
         reasons[status, reason] += 1
         if status in ("revised", "unchanged"):
@@ -160,7 +155,7 @@ def revise_section(folder: Path, max_rows: int, title: str = "Retro-Search") -> 
                 elif revisions:  # in tokens: only the first revision's trace (the original) has known steps
                     positions.append(revisions[0]["switch_index"] / max(1, len(parse(row["original"]).steps)))
             except (KeyError, TypeError):
-                raise DataError(f"{path}:{number}: not a row of revised.jsonl; is this a revise run?") from None
+                raise DataError(f"{where}: not a row of revised.jsonl; is this a revise run?") from None
         if index in chosen:
             rows.append((chosen[index], {"n": index, **_revise_row(row, matcher)}))
     section = Section(
@@ -265,13 +260,13 @@ def _samples(
     keywords: Counter = Counter()
     rows, index = [], 0
     for group, path in paths:
-        for number, row in read_jsonl(path):
+        for where, row in read_rows(path):
             if row.get("status") != "error":
                 try:
                     tokens["correct" if row["correct"] else "wrong"].append(row["tokens"])
                     _keyword_counts(row["response"], matcher, keywords)
                 except (KeyError, TypeError):
-                    raise DataError(f"{path}:{number}: not a generated sample; is this a generate run?") from None
+                    raise DataError(f"{where}: not a generated sample; is this a generate run?") from None
             if index in chosen:
                 rows.append((chosen[index], {"n": index, **_sample_row(row, matcher, group)}))
             index += 1
