@@ -158,4 +158,6 @@ if (meta.rows) {
     $("detail").replaceChildren(element("p", "error", "The rows could not be read: " + error));
     document.body.dataset.viewer = "failed";
   });
+} else {
+  document.body.dataset.viewer = "none";
 }
