@@ -14,16 +14,15 @@ import statistics
 import sys
 from pathlib import Path
 
+from retrosearch.recipe import averaged
+
 
 def stage_figures(results: dict) -> dict[str, dict[str, float]]:
-    figures = {}
-    for stage, result in results.items():
-        benchmarks = result.get("benchmarks") if isinstance(result, dict) else None
-        if benchmarks:
-            figures[stage] = {
-                key: statistics.fmean(b[key] for b in benchmarks.values()) for key in ("accuracy", "tokens_mean")
-            }
-    return figures
+    return {
+        stage: averaged(result["benchmarks"])
+        for stage, result in results.items()
+        if isinstance(result, dict) and result.get("benchmarks")
+    }
 
 
 def spread(values: list[float]) -> dict[str, float]:

@@ -394,10 +394,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """Write whole-or-nothing: a temporary file renamed into place."""
+def write_whole(path: Path, text: str) -> None:
+    """Write whole-or-nothing: a temporary file renamed into place, so a reader never sees half of it."""
     with _whole(path) as temporary:
-        temporary.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        temporary.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    write_whole(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 @dataclass

@@ -103,19 +103,28 @@ def plan(recipe: Recipe) -> list[tuple[str, str, dict[str, Any]]]:
     return steps
 
 
+def averaged(benchmarks: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """One evaluated model's row of the paper's table: accuracy, tokens and switches averaged over its benchmarks,
+    truncated answers summed."""
+    figures = list(benchmarks.values())
+    return {
+        **{key: sum(b[key] for b in figures) / len(figures) for key in ("accuracy", "tokens_mean", "switches_mean")},
+        "truncated": sum(b["truncated"] for b in figures),
+    }
+
+
 def final_table(recipe: Recipe, results: dict[str, dict[str, Any]]) -> str:
     """The paper's table: one row per evaluated model, averaged over its benchmarks."""
     rows = []
     for name in recipe.table:
-        benchmarks = results[name]["benchmarks"].values()
-        count = len(benchmarks)
+        row = averaged(results[name]["benchmarks"])
         rows.append(
             [
                 name,
-                f"{sum(b['accuracy'] for b in benchmarks) / count:.3f}",
-                f"{sum(b['tokens_mean'] for b in benchmarks) / count:.1f}",
-                f"{sum(b['switches_mean'] for b in benchmarks) / count:.2f}",
-                sum(b["truncated"] for b in benchmarks),
+                f"{row['accuracy']:.3f}",
+                f"{row['tokens_mean']:.1f}",
+                f"{row['switches_mean']:.2f}",
+                row["truncated"],
             ]
         )
     return markdown(("model", "accuracy", "avg tokens", "avg switches", "truncated"), rows)

@@ -3,10 +3,10 @@ each original trace beside its revision."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from retrosearch.data import write_whole
 from retrosearch.report.page import MB, render
 from retrosearch.report.runs import read_run
 
@@ -25,9 +25,7 @@ def write_report(
     html, shown = render(report, int(max_mb * MB))
     target = Path(output) if output else folder / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    partial.write_text(html, encoding="utf-8")
-    os.replace(partial, target)  # a reader never sees half a page
+    write_whole(target, html)
     return {
         "report": str(target),
         "bytes": len(html.encode()),

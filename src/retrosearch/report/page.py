@@ -173,6 +173,7 @@ def render(report: Report, max_bytes: int) -> tuple[str, int]:
     )
     if report.viewer is not None:
         nav += '<a href="#viewer">Trace viewer</a>'
+    sections = "".join(_section(section, number) for number, section in enumerate(report.sections))
 
     def page(viewer_html: str) -> str:
         return (
@@ -182,7 +183,7 @@ def render(report: Report, max_bytes: int) -> tuple[str, int]:
             f"<title>{escape(report.title)}</title><style>{style}</style></head><body>"
             f"<header><h1>{escape(report.title)}</h1><p>{escape(str(report.folder))} · report made {made} by "
             f"retrosearch</p><nav>{nav}</nav></header><main>"
-            + "".join(_section(section, number) for number, section in enumerate(report.sections))
+            + sections
             + viewer_html
             + f"</main><script>{script}</script></body></html>"
         )

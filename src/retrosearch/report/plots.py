@@ -8,6 +8,7 @@ import io
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 BEFORE, AFTER = "#8a8f98", "#1f77b4"
 
@@ -19,6 +20,7 @@ class Plot:
     uri: str  # data:image/svg+xml;base64,...
 
 
+@cache  # the backend and style are set once per process
 def _pyplot():
     import matplotlib
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from retrosearch.answers import extract_answer
 from retrosearch.data import DataError, read_records
+from retrosearch.recipe import averaged
 from retrosearch.report.plots import (
     Plot,
     correct_histogram,
@@ -318,19 +319,9 @@ def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer 
     evaluated = summary.get("table") or [name for name, result in results.items() if "benchmarks" in result]
     models = []
     for name in evaluated:
-        benchmarks = list((results.get(name) or {}).get("benchmarks", {}).values())
-        if not benchmarks:
-            continue
-        count = len(benchmarks)
-        models.append(
-            [
-                name,
-                sum(b["accuracy"] for b in benchmarks) / count,
-                sum(b["tokens_mean"] for b in benchmarks) / count,
-                sum(b["switches_mean"] for b in benchmarks) / count,
-                sum(b["truncated"] for b in benchmarks),
-            ]
-        )
+        if benchmarks := (results.get(name) or {}).get("benchmarks"):
+            row = averaged(benchmarks)
+            models.append([name, row["accuracy"], row["tokens_mean"], row["switches_mean"], row["truncated"]])
     seconds = summary.get("stage_seconds") or {}
     recipe = Section(
         "Recipe",

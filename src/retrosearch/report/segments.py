@@ -16,12 +16,13 @@ def _keyword_length(step: str, matcher: KeywordMatcher) -> int:
     return 0 if keyword is None else len(step) - len(step.lstrip(LEADING_NOISE)) + len(keyword)
 
 
-def _steps(trace: Trace, start: int, kind: str, matcher: KeywordMatcher, end: int | None = None) -> list[Segment]:
-    """Steps `start`..`end` of a trace; only a thought switch (never the first step with content) is marked."""
+def _segments(trace: Trace, matcher: KeywordMatcher, shared: int, rest: str) -> list[Segment]:
+    """Every step of a trace: the first `shared` kept, the others of kind `rest`; only a thought switch (never the
+    first step with content) has its keyword marked."""
     switches = set(trace.switch_indices(matcher))
     return [
-        (kind, _keyword_length(trace.steps[index], matcher) if index in switches else 0, trace.steps[index])
-        for index in range(start, len(trace.steps) if end is None else end)
+        ("kept" if index < shared else rest, _keyword_length(step, matcher) if index in switches else 0, step)
+        for index, step in enumerate(trace.steps)
     ]
 
 
@@ -52,19 +53,16 @@ def compare(original: str, revised: str, matcher: KeywordMatcher, max_chars: int
         if old != new:
             break
         shared += 1
-    kept = _steps(before, 0, "kept", matcher, shared)
-    cut = _steps(before, shared, "cut", matcher)
-    new = _steps(after, shared, "new", matcher)
     return (
-        _capped(_framed(before, kept + cut), max_chars),
-        _capped(_framed(after, kept + new), max_chars),
+        _capped(_framed(before, _segments(before, matcher, shared, "cut")), max_chars),
+        _capped(_framed(after, _segments(after, matcher, shared, "new")), max_chars),
     )
 
 
 def single(text: str, matcher: KeywordMatcher, max_chars: int) -> list[Segment]:
     """One trace (a generated sample) as segments, every step kept."""
     trace = parse(text)
-    return _capped(_framed(trace, _steps(trace, 0, "kept", matcher)), max_chars)
+    return _capped(_framed(trace, _segments(trace, matcher, len(trace.steps), "kept")), max_chars)
 
 
 def joined(segments: list[Segment]) -> str:
