@@ -67,10 +67,10 @@ async def raw_generation(engine, prompts: Sequence[tuple[int, ...]], sampling) -
 
 
 def measure(args: argparse.Namespace) -> dict:
+    from retrosearch._fixtures.smollm2 import smollm2_folder
     from retrosearch.engines import EngineConfig, PromptConfig, SamplingConfig, load_engine
-    from retrosearch.revise import ReviseConfig, revise
     from retrosearch.search.retro_search import RetroSearchConfig
-    from retrosearch.smollm2 import smollm2_folder
+    from retrosearch.stages.revise import ReviseConfig, revise
 
     system = yaml.safe_load(RECIPE.read_text())["x-sky-t1-system-prompt"]
     engine_config = EngineConfig(

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from retrosearch.answers import extract_answer, is_correct
 from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
-from retrosearch.generate import SAMPLES_FILE, TRACES_FILE, GenerateConfig, generate
 from retrosearch.organism import MAX_NEW_TOKENS
 from retrosearch.organism.analysis import analyze
 from retrosearch.organism.task import parse_problem
-from retrosearch.revise import OUTPUT_FILE, ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.stages.generate import SAMPLES_FILE, TRACES_FILE, GenerateConfig, generate
+from retrosearch.stages.revise import OUTPUT_FILE, ReviseConfig, revise
 from retrosearch.trace import parse
 
 

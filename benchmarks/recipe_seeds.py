@@ -14,7 +14,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from retrosearch.recipe import averaged
+from retrosearch.pipelines.recipe import averaged
 
 
 def stage_figures(results: dict) -> dict[str, dict[str, float]]:

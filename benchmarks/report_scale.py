@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from retrosearch.report import write_report
+from retrosearch.tools.report import write_report
 from retrosearch.trace import KeywordMatcher, parse
 
 SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"

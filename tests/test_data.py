@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retrosearch.cli import main
-from retrosearch.data import FieldMap, read_samples, with_response
+from retrosearch.data.inputs import FieldMap, read_samples, with_response
 
 SHAPES = [
     {"id": "r1", "problem": "p", "answer": "2", "response": "<think>\nx\n</think>\n\n\\boxed{2}"},
@@ -120,6 +120,6 @@ def test_a_corrupt_line_in_an_existing_output_gets_one_line(tmp_path, capsys):
 
 
 def read_one(record: dict):
-    from retrosearch.data import to_sample
+    from retrosearch.data.inputs import to_sample
 
     return to_sample(record, "f.jsonl:1", FieldMap(), 1)

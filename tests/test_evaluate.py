@@ -5,11 +5,11 @@ import pytest
 
 from retrosearch.answers import _verify, is_correct
 from retrosearch.engines import SamplingConfig
-from retrosearch.evaluate import BENCHMARKS, EvalConfig, evaluate, gold_answer, load_benchmark, pass_at_k, score
-from retrosearch.generate import SampleRow
-from retrosearch.recipe import run_recipe
+from retrosearch.pipelines.recipe import run_recipe
 from retrosearch.runner import ErrorRow
+from retrosearch.stages.eval import BENCHMARKS, EvalConfig, evaluate, gold_answer, load_benchmark, pass_at_k, score
 from retrosearch.stages.folder import RunError
+from retrosearch.stages.generate import SampleRow
 
 # Known-equivalent answer forms, each pair taken from a real gold answer of ../shared/data/benchmarks.
 EQUIVALENT = [
@@ -112,7 +112,7 @@ def test_recipes_validate_without_loading_a_model(recipe):
 
 
 def test_failed_samples_are_counted_not_scored():
-    from retrosearch.evaluate import summarize_samples
+    from retrosearch.stages.eval import summarize_samples
 
     rows = [
         SampleRow("p1#0", "p1", 0, "p", "1", "r", "1", correct=True, truncated=False, tokens=10, switches=1),

@@ -14,8 +14,8 @@ from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
 from retrosearch.engines.base import Request
 from retrosearch.engines.watch import finish, limit_end, stop_end
 from retrosearch.organism import checkpoint_path
-from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.stages.revise import ReviseConfig, revise
 from retrosearch.trace import DEFAULT_KEYWORDS, KeywordMatcher, parse
 
 # one switch at a time: the request counts below hold no rollouts started ahead and then cancelled

@@ -2,9 +2,9 @@ import json
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from retrosearch.demo import demo
 from retrosearch.organism import checkpoint_path
 from retrosearch.organism.train import TrainConfig, train
+from retrosearch.pipelines.demo import DemoConfig, demo
 
 
 def test_the_shipped_checkpoint_loads_like_any_hub_model():
@@ -41,7 +41,7 @@ def test_a_short_training_run_lowers_the_loss_and_resumes(tmp_path):
 
 
 def test_demo_runs_end_to_end_on_a_handful_of_problems(tmp_path):
-    summary = demo(str(tmp_path / "demo"), problems=12)
+    summary = demo(DemoConfig(str(tmp_path / "demo"), problems=12))
     assert summary["problems"] == 12
     assert summary["traces"] == round(summary["accuracy"] * 12)
     assert (tmp_path / "demo" / "revise" / "summary.json").exists()

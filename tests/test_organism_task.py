@@ -127,7 +127,7 @@ def test_tokenizer_round_trips_every_teacher_trace():
 def test_organism_teacher_on_the_command_line(tmp_path, capsys):
     from retrosearch.answers import is_correct
     from retrosearch.cli import main
-    from retrosearch.data import read_samples
+    from retrosearch.data.inputs import read_samples
 
     out = tmp_path / "teacher" / "traces.jsonl"
     command = ["organism", "teacher", "--count", "12", "--split", "test", "--seed", "3"]

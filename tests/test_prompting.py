@@ -7,10 +7,10 @@ import json
 import pytest
 
 from retrosearch.cli import main
-from retrosearch.data import FieldMap, iter_samples
+from retrosearch.data.inputs import FieldMap, iter_samples
 from retrosearch.engines.base import PromptConfig, chat_prompt
-from retrosearch.inspect_prompt import rollout_prompt
 from retrosearch.prompting import completion_part, join, joined_ids, opened_by, overlap, stored
+from retrosearch.tools.prompt import rollout_prompt
 from retrosearch.trace import FORMATS, KeywordMatcher, parse
 
 SKY_T1_SYSTEM_PROMPT = "Your role as an assistant involves thoroughly exploring questions through a systematic long"
@@ -128,7 +128,7 @@ def test_rollout_prompts_are_token_exact_at_every_switch_of_the_real_traces(shar
 
 
 def test_sft_pairs_train_the_way_the_model_will_be_prompted(shared_tokenizer, tmp_path):
-    from retrosearch.sft import SFTRunConfig, training_pairs
+    from retrosearch.stages.sft import SFTRunConfig, training_pairs
 
     trace = "<think>\nTry 3.\n\nWait, try 5.\n</think>\n\nThe answer is \\boxed{5}."
     rows = tmp_path / "r1.jsonl"
@@ -146,7 +146,7 @@ def test_generate_stores_the_marker_a_template_opened(tmp_path):
     from scripted import Script, ScriptedEngine
 
     from retrosearch.engines import EngineConfig
-    from retrosearch.generate import GenerateConfig, generate
+    from retrosearch.stages.generate import GenerateConfig, generate
 
     problems = tmp_path / "problems.jsonl"
     problems.write_text(json.dumps({"id": "p", "problem": "Find x.", "answer": "5"}) + "\n")
@@ -164,7 +164,7 @@ def test_generate_stores_the_marker_a_template_opened(tmp_path):
 
 def test_the_prompt_settings_are_part_of_a_runs_config(tmp_path, capsys, monkeypatch, organism_engine):
     monkeypatch.setattr("retrosearch.executors.local.load_engine", lambda config: organism_engine)
-    from retrosearch.organism.export import export_teacher
+    from retrosearch.stages.teacher import export_teacher
 
     traces = tmp_path / "t.jsonl"
     export_teacher(traces, 2, split="test")
@@ -181,7 +181,7 @@ def test_the_openthoughts_recipe_trains_and_evaluates_with_the_sky_t1_system_pro
     import shlex
     from pathlib import Path
 
-    from retrosearch.recipe import load_recipe, plan, run_recipe
+    from retrosearch.pipelines.recipe import load_recipe, plan, run_recipe
 
     path = str(Path(__file__).parents[1] / "recipes/weak-to-strong/openthoughts-r1-distill-32b.yaml")
     prompts = {name: options.get("system_prompt") for name, _, options in plan(load_recipe(path))}
@@ -196,7 +196,7 @@ def test_the_openthoughts_recipe_trains_and_evaluates_with_the_sky_t1_system_pro
 def test_sft_rows_hold_the_ids_the_model_is_prompted_with(shared_tokenizer, shared_traces):
     """Tokenizing prompt + completion as one text merges tokens across the join with this tokenizer; the rows
     SFT trains on are tokenized apart, as rollouts are prompted and as the model writes."""
-    from retrosearch.sft import training_row
+    from retrosearch.stages.sft import training_row
 
     sample = next(iter_samples(str(shared_traces[0]), FieldMap(gold_from_trace=True)))
     prompt = chat_prompt(shared_tokenizer, sample.problem)

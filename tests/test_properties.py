@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scripted import ScriptedEngine
 
 from retrosearch.config import build
-from retrosearch.data import FieldMap, to_sample, with_response
+from retrosearch.data.inputs import FieldMap, to_sample, with_response
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
 from retrosearch.trace import FORMATS, SEPARATOR, KeywordMatcher, parse
 

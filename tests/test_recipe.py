@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 
 from retrosearch.cli import main
-from retrosearch.report import write_report
+from retrosearch.tools.report import write_report
 
 TINY = """
 name: tiny
@@ -67,7 +67,7 @@ def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys, monkeypatch):
 
 
 def test_a_seed_repeats_a_recipe_in_a_folder_of_its_own(tmp_path):
-    from retrosearch.recipe import load_recipe, plan
+    from retrosearch.pipelines.recipe import load_recipe, plan
 
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY.format(output=tmp_path / "run"))

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -18,10 +19,10 @@ import pytest
 
 from retrosearch.cli import main
 from retrosearch.engines import SamplingConfig
-from retrosearch.report import write_report
-from retrosearch.report.segments import compare, joined, single
-from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.stages.revise import ReviseConfig, revise
+from retrosearch.tools.report import write_report
+from retrosearch.tools.report.segments import compare, joined, single
 from retrosearch.trace import KeywordMatcher
 
 HOSTILE_ID = "<img src=x onerror=\"document.title='pwned-id'\">"
@@ -261,6 +262,12 @@ def test_generate_and_revise_end_by_printing_the_report_command(teacher_file, tm
     common = ["--model", "organism", "--max-new-tokens", "400"]
     assert main(["generate", "--problems", "organism", "--limit", "2", "--output", str(generated), *common]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"see the run in a browser: retrosearch report {generated}"
+    manifest = json.loads((generated / "manifest.json").read_text())
+    line = ["retrosearch", "generate", "--output", str(generated), "--limit", "2", "--max-new-tokens", "400"]
+    assert manifest["command"] == "generate" and shlex.split(manifest["command_line"]) == line
+    assert main(line[1:]) == 0  # the recorded line reproduces the run: the same folder takes it, all resumed
+    assert json.loads((generated / "summary.json").read_text())["resumed_samples"] == 2
+    capsys.readouterr()
     assert main(["revise", "--input", str(teacher_file), "--limit", "2", "--output", str(revised), *common]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"see the run in a browser: retrosearch report {revised}"
     assert write_report(generated)["rows_in_viewer"] == 2  # a generate run has a report too

@@ -8,7 +8,8 @@ import pytest
 from scripted import Script, ScriptedEngine
 
 from retrosearch.config import build
-from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig, Revision, derive_seed
+from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig, Revision
+from retrosearch.seeds import derive_seed
 from retrosearch.trace import DEFAULT_KEYWORDS, SEPARATOR, parse
 
 PROBLEM = "Find x."

@@ -10,9 +10,10 @@ from commands import command_env, revise_command
 
 from retrosearch.answers import extract_answer, is_correct
 from retrosearch.cli import main
+from retrosearch.tools.report import write_report
 from retrosearch.engines import SamplingConfig
-from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.stages.revise import ReviseConfig, revise
 from retrosearch.trace import KeywordMatcher, parse
 
 SEARCH = RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=400))
@@ -168,5 +169,10 @@ def test_shards_merge_into_the_unsharded_output(teacher_file, tmp_path, organism
         shards.append(folder)
     assert main(["merge", *reversed(shards), "--output", str(tmp_path / "merged")]) == 0
     assert (tmp_path / "merged" / "revised.jsonl").read_text() == (tmp_path / "whole" / "revised.jsonl").read_text()
+    manifest = json.loads((tmp_path / "merged" / "manifest.json").read_text())
+    assert manifest["command"] == "merge" and manifest["finished"]
+    assert set(json.loads((tmp_path / "merged" / "shards.json").read_text())) == set(shards)
+    assert write_report(tmp_path / "merged")["rows_in_run"] == 12  # the report reads a merge as a revise run
+    assert main(["merge", *shards, "--output", str(tmp_path / "merged")]) == 0  # a rerun returns the summary
     assert main(["merge", *shards[:2], "--output", str(tmp_path / "partial")]) == 2
     assert "shards 0/3 .. 2/3" in capsys.readouterr().err

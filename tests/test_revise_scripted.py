@@ -378,7 +378,7 @@ def test_the_organism_engine_knows_its_context(organism_engine):
 def test_a_full_disk_ends_the_run_with_one_line_and_a_rerun_resumes(tmp_path, scripted, capsys, monkeypatch):
     import errno
 
-    from retrosearch.data import JsonlAppender
+    from retrosearch.data.outputs import JsonlAppender
 
     source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
     out = tmp_path / "run"
@@ -406,7 +406,7 @@ def test_a_full_disk_ends_the_run_with_one_line_and_a_rerun_resumes(tmp_path, sc
 
 
 def test_a_summary_that_cannot_be_written_leaves_no_temporary_file(tmp_path, monkeypatch):
-    from retrosearch import data
+    from retrosearch.data import outputs
 
     def no_room(self, text, *args, **kwargs):  # a write that stops part way
         with open(self, "w") as handle:
@@ -415,5 +415,5 @@ def test_a_summary_that_cannot_be_written_leaves_no_temporary_file(tmp_path, mon
 
     monkeypatch.setattr(Path, "write_text", no_room)
     with pytest.raises(OSError):
-        data.write_json(tmp_path / "summary.json", {"a": 1})
+        outputs.write_json(tmp_path / "summary.json", {"a": 1})
     assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from retrosearch.data import JsonlAppender, write_in_order
+from retrosearch.data.outputs import JsonlAppender, write_in_order
 from retrosearch.runner import run_items
 
 

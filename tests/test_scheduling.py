@@ -4,7 +4,7 @@ requests of earlier items first (transformers: the admission queue; servers: the
 import asyncio
 from dataclasses import dataclass
 
-from retrosearch.data import JsonlAppender
+from retrosearch.data.outputs import JsonlAppender
 from retrosearch.engines import EngineConfig, Request, load_engine
 from retrosearch.engines.base import WORK_POSITION
 from retrosearch.engines.slots import PrioritySlots

@@ -5,11 +5,11 @@ from dataclasses import asdict
 
 import pytest
 
-from retrosearch.data import DataError
-from retrosearch.generate import SampleRow
+from retrosearch.data.inputs import DataError
 from retrosearch.search.shortest_of_n import shortest_correct_of_n
-from retrosearch.selection import SelectConfig, select
 from retrosearch.stages.folder import RunError
+from retrosearch.stages.generate import SampleRow
+from retrosearch.stages.select import SelectConfig, select
 
 ROWS = [
     {"problem_id": "a", "sample": 0, "correct": True, "tokens": 30},

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from retrosearch.data import DataError
+from retrosearch.data.inputs import DataError
 from retrosearch.organism import checkpoint_path
-from retrosearch.organism.export import export_teacher
-from retrosearch.sft import SFTRunConfig, build_trainer, sft, training_pairs
+from retrosearch.stages.sft import SFTRunConfig, build_trainer, sft, training_pairs
+from retrosearch.stages.teacher import export_teacher
 
 
 @pytest.fixture(scope="module")

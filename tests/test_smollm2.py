@@ -18,7 +18,7 @@ def test_the_built_folder_is_the_packaged_model(smollm2, smollm2_engine):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from retrosearch.smollm2 import GGUF, PACKAGE
+    from retrosearch._fixtures.smollm2 import GGUF, PACKAGE
 
     source = importlib.util.find_spec(PACKAGE).submodule_search_locations[0]
     packaged = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF, dtype=torch.float32)

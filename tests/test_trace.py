@@ -1,6 +1,6 @@
 import json
 
-from retrosearch.data import read_samples
+from retrosearch.data.inputs import read_samples
 from retrosearch.trace import (
     DEFAULT_KEYWORDS,
     FORMATS,

@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("vllm", reason="vLLM runs in .venv-vllm (`make vllm-setup`); `make test` runs this module there")
 
 from retrosearch.engines import EngineConfig, Request, SamplingConfig, load_engine
-from retrosearch.generate import GenerateConfig, generate
-from retrosearch.revise import OUTPUT_FILE, ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.stages.generate import GenerateConfig, generate
+from retrosearch.stages.revise import OUTPUT_FILE, ReviseConfig, revise
 from retrosearch.trace import DEFAULT_KEYWORDS, KeywordMatcher, parse
 
 SEARCH = RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=64), partial=0.5)

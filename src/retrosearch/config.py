@@ -18,11 +18,37 @@ from typing import Any, Literal
 import yaml
 
 
-def option(default: Any, help: str) -> Any:
-    """A config field with its help text (shown by `--help`)."""
+def option(default: Any, help: str, *, positional: bool = False, speed_only: bool = False) -> Any:
+    """A config field with its help text (shown by `--help`). A `positional` field is given without its name on
+    the command line (`retrosearch report RUN`); a `speed_only` one changes speed, never results, so a run folder
+    resumes under another value of it."""
+    metadata = {"help": help, "positional": positional, "speed_only": speed_only}
     if dataclasses.is_dataclass(default):
-        return dataclasses.field(default_factory=lambda: default, metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: default, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def overwrite_option() -> Any:
+    """The `--overwrite` field every run folder's config has."""
+    return option(False, "start the run folder afresh instead of resuming", speed_only=True)
+
+
+def speed_only(*configs: Any) -> tuple[str, ...]:
+    """The names of the speed-only fields of config classes or instances, nested configs' included."""
+    return tuple(
+        field.name
+        for config in configs
+        for field, _ in flat_fields(config if isinstance(config, type) else type(config))
+        if field.metadata.get("speed_only")
+    )
+
+
+def field_default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
 
 
 def at_least(config: Any, minimum: float, *names: str) -> None:
@@ -69,14 +95,17 @@ def add_options(parser: argparse.ArgumentParser, *classes: type) -> None:
             if field.name in seen:
                 raise ValueError(f"option {field.name} is defined twice")
             seen.add(field.name)
-            default = field.default if field.default is not dataclasses.MISSING else None
+            default = field_default(field)
             if not field.metadata.get("help"):
                 raise ValueError(f"{cls.__name__}.{field.name} has no help text; declare it with option()")
             described = field.metadata["help"].replace("%", "%%")  # argparse formats help with %
-            kwargs: dict[str, Any] = {
-                "default": argparse.SUPPRESS,
-                "help": described if "default" in described else f"{described} (default: {default})",
-            }
+            kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": described}
+            if field.metadata.get("positional"):
+                nargs = "+" if typing.get_origin(annotation) is tuple else None
+                group.add_argument(field.name, nargs=nargs, metavar=field.name.upper(), **kwargs)
+                continue
+            if "default" not in described:
+                kwargs["help"] = f"{described} (default: {default})"
             if annotation is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             elif typing.get_origin(annotation) is tuple:

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from tqdm import tqdm
 
-from retrosearch.data import JsonlAppender
+from retrosearch.data.outputs import JsonlAppender
 from retrosearch.engines.base import WORK_POSITION
 
 

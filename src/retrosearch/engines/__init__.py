@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,25 +20,29 @@ __all__ = [
     "resolve_model",
 ]
 
-ENGINES = ("transformers", "vllm", "openai")
-
 
 @dataclass(frozen=True)
 class EngineConfig:
     model: str = option("organism", "hub id, local path, or 'organism' (the embedded default)")
     revision: str | None = option(None, "model revision (branch, tag or commit) on the hub")
     engine: Literal["transformers", "vllm", "openai"] = option("transformers", "generation backend")
-    device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda when available)")
+    device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda when available)", speed_only=True)
     dtype: str = option("auto", "model weights dtype (auto, float32, bfloat16, float16)")
     batch_size: int = option(
-        64, "most requests per engine batch (transformers: rows; vllm: sequences; openai: requests in flight)"
+        64,
+        "most requests per engine batch (transformers: rows; vllm: sequences; openai: requests in flight)",
+        speed_only=True,
     )
     prefix_cache_mb: int = option(
-        1024, "transformers: memory for the KV of earlier prompts, reused by prompts sharing their prefix (0: off)"
+        1024,
+        "transformers: memory for the KV of earlier prompts, reused by prompts sharing their prefix (0: off)",
+        speed_only=True,
     )
     tensor_parallel_size: int = option(1, "vllm: GPUs one model is split over")
     gpu_memory_utilization: float | None = option(
-        None, "vllm: share of GPU memory for weights and KV cache (default 0.9; on CPU, of CPU memory: 0.2)"
+        None,
+        "vllm: share of GPU memory for weights and KV cache (default 0.9; on CPU, of CPU memory: 0.2)",
+        speed_only=True,
     )
     base_url: str | None = option(None, "openai: server address, e.g. http://127.0.0.1:8000 (without /v1)")
     api_key_env: str | None = option(
@@ -76,50 +81,63 @@ def resolve_model(model: str) -> str:
     return model
 
 
+def _transformers(model: str, config: EngineConfig) -> Engine:
+    from retrosearch.engines.transformers_engine import TransformersEngine
+
+    return TransformersEngine.from_pretrained(
+        model,
+        revision=config.revision,
+        device=config.device,
+        dtype=config.dtype,
+        max_batch_size=config.batch_size,
+        prefix_cache_mb=config.prefix_cache_mb,
+    )
+
+
+def _vllm(model: str, config: EngineConfig) -> Engine:
+    from retrosearch.engines.vllm_engine import VLLMEngine
+
+    return VLLMEngine.from_pretrained(
+        model,
+        revision=config.revision,
+        dtype=config.dtype,
+        max_num_seqs=config.batch_size,
+        tensor_parallel_size=config.tensor_parallel_size,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+    )
+
+
+def _openai(model: str, config: EngineConfig) -> Engine:
+    from retrosearch.engines.openai_engine import OpenAIEngine
+
+    if not config.base_url:
+        raise ValueError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000)")
+    return OpenAIEngine.connect(
+        config.base_url,
+        model,
+        api_key_env=config.api_key_env,
+        served_model=config.served_model,
+        revision=config.revision,
+        max_in_flight=config.batch_size,
+        retries=config.retries,
+        ban_method=config.ban_method,
+        ban_attempts=config.ban_attempts,
+        prompt_format=config.prompt_format,
+    )
+
+
+LOADERS: dict[str, Callable[[str, EngineConfig], Engine]] = {
+    "transformers": _transformers,
+    "vllm": _vllm,
+    "openai": _openai,
+}  # each imports its backend only when chosen
+
+
 def load_engine(config: EngineConfig) -> Engine:
-    model = resolve_model(config.model)
-    engine: Engine
-    if config.engine == "transformers":
-        from retrosearch.engines.transformers_engine import TransformersEngine
-
-        engine = TransformersEngine.from_pretrained(
-            model,
-            revision=config.revision,
-            device=config.device,
-            dtype=config.dtype,
-            max_batch_size=config.batch_size,
-            prefix_cache_mb=config.prefix_cache_mb,
-        )
-    elif config.engine == "vllm":
-        from retrosearch.engines.vllm_engine import VLLMEngine
-
-        engine = VLLMEngine.from_pretrained(
-            model,
-            revision=config.revision,
-            dtype=config.dtype,
-            max_num_seqs=config.batch_size,
-            tensor_parallel_size=config.tensor_parallel_size,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-        )
-    elif config.engine == "openai":
-        from retrosearch.engines.openai_engine import OpenAIEngine
-
-        if not config.base_url:
-            raise ValueError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000)")
-        engine = OpenAIEngine.connect(
-            config.base_url,
-            model,
-            api_key_env=config.api_key_env,
-            served_model=config.served_model,
-            revision=config.revision,
-            max_in_flight=config.batch_size,
-            retries=config.retries,
-            ban_method=config.ban_method,
-            ban_attempts=config.ban_attempts,
-            prompt_format=config.prompt_format,
-        )
-    else:
-        raise ValueError(f"unknown engine {config.engine!r}; available: {', '.join(ENGINES)}")
+    loader = LOADERS.get(config.engine)
+    if loader is None:
+        raise ValueError(f"unknown engine {config.engine!r}; available: {', '.join(LOADERS)}")
+    engine = loader(resolve_model(config.model), config)
     engine.model_id = config.model  # what the user named (a backend may have resolved it to a path)
     engine.prompt = config.prompt
     return engine

@@ -1,5 +1,5 @@
 """Executors: where a stage's per-item work runs, behind one contract (`base`): in this process (`local`,
-asyncio, one engine) or on Ray actors (`--ray`, `retrosearch.distributed`, one engine each)."""
+asyncio, one engine) or on Ray actors (`--ray`, `retrosearch.executors.ray`, one engine each)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def make_executor(config: ExecutorConfig, engine_config: EngineConfig, engine: E
     if config.ray:
         if engine is not None:
             raise ValueError("--ray builds one engine per actor from the engine options; pass no loaded engine")
-        from retrosearch.distributed import RayExecutor
+        from retrosearch.executors.ray import RayExecutor
 
         return RayExecutor(engine_config, config)
     return LocalExecutor(engine_config, config, engine)

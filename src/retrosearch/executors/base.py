@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from retrosearch.config import at_least, option
-from retrosearch.data import JsonlAppender
+from retrosearch.data.outputs import JsonlAppender
 from retrosearch.engines import Engine, EngineConfig
 from retrosearch.runner import HasId, RunStats
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from retrosearch.data import JsonlAppender
+from retrosearch.data.outputs import JsonlAppender
 from retrosearch.engines import Engine, EngineConfig, load_engine
 from retrosearch.executors.base import Executor, ExecutorConfig, WorkerSpec
 from retrosearch.runner import HasId, RunStats, run_items

@@ -1,4 +1,4 @@
-"""Train the organism on teacher traces: `retrosearch organism train --out DIR`.
+"""Train the organism on teacher traces (`retrosearch organism train --out DIR`, in `stages/organism_train.py`).
 
 One loop, nanoGPT-style: fresh teacher traces every step (seeded by step, so a resumed run sees the
 same data), AdamW with warm-up and cosine decay, loss on the assistant turn only, sampled accuracy on
@@ -14,27 +14,22 @@ import re
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from retrosearch.data.outputs import append_jsonl
 from retrosearch.organism import MAX_NEW_TOKENS
 from retrosearch.organism.model import ModelSize, build_model
 from retrosearch.organism.task import Problem, random_problem, sample_problems
 from retrosearch.organism.teacher import Habits, solve
 from retrosearch.organism.tokenizer import save_tokenizer
-from retrosearch.organism.train_config import TrainConfig, TrainRun
+from retrosearch.organism.train_config import TrainConfig
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.jsonl"
 BOXED = re.compile(r"\\boxed\{(\d+)\}")
-
-
-def train_run(run: TrainRun, config: TrainConfig) -> dict[str, Any]:
-    """`retrosearch organism train`: train (or resume) into `--out`."""
-    return {"checkpoint": str(train(Path(run.out), config))}
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -172,8 +167,7 @@ def train(
                 "sampled_accuracy": accuracy,
                 "minutes": round((time.monotonic() - started) / 60, 2),
             }
-            with open(out / LOG_FILE, "a") as log:
-                log.write(json.dumps(entry) + "\n")
+            append_jsonl(out / LOG_FILE, entry)
             progress.write(json.dumps(entry))
             model.save_pretrained(out)
             torch.save(

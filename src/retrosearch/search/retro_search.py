@@ -18,7 +18,6 @@ on from the new trace: the same result as one switch at a time, with more work i
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import random
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from retrosearch.answers import extract_answer
 from retrosearch.config import at_least, option
 from retrosearch.engines.base import Completion, Engine, Request, SamplingConfig
 from retrosearch.prompting import joined_ids
+from retrosearch.seeds import derive_seed
 from retrosearch.trace import DEFAULT_KEYWORDS, SEPARATOR, KeywordMatcher, Trace, parse
 
 
@@ -46,7 +46,9 @@ class RetroSearchConfig:
     step_max_tokens: int = option(2048, "most tokens of the first, switch-suppressed step")
     bound: bool = option(True, "stop rollouts as soon as they can no longer be shorter (same results, less work)")
     lookahead: int = option(
-        4, "switches rolled out at once, ahead of the one decided next (same results, more work in flight; 1: none)"
+        4,
+        "switches rolled out at once, ahead of the one decided next (same results, more work in flight; 1: none)",
+        speed_only=True,
     )
 
     def __post_init__(self) -> None:
@@ -61,12 +63,6 @@ class RetroSearchConfig:
         at_least(self, 1, "step_max_tokens", "lookahead")
         if not self.keywords or not all(keyword.strip() for keyword in self.keywords):
             raise ValueError("--keywords takes one or more words (none may be blank)")
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from the parts, independent of batch order and process."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 @dataclass

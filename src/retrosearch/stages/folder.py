@@ -17,12 +17,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from retrosearch.data import write_json
+from retrosearch.data.outputs import write_json
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 LOCK = ".lock"
-PATH_KEYS = ("input", "problems", "data_dir", "model")  # config entries that may name local paths
+PATH_KEYS = ("input", "problems", "data_dir", "model", "shards")  # config entries that may name local paths
 WHOLE_FILE_LIMIT = 256 * 2**20  # larger files are fingerprinted by size and modification time
 
 
@@ -57,9 +57,12 @@ def now() -> str:
 
 def fingerprint(path: Path) -> str:
     """What a local input holds: file contents (sizes and modification times for very large files), for a
-    folder those of every file in it by relative name."""
+    folder those of every file in it by relative name, hidden files (a run folder's lock) left out."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    else:
+        files = [path]
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
         status = file.stat()
@@ -192,11 +195,14 @@ def _local(value: Any) -> bool:
 
 
 def _fingerprints(payload: dict[str, Any], keys: tuple[str, ...]) -> dict[str, str]:
+    """Fingerprints of the local inputs named by `keys`; a list of paths (merge's shards) has one of them all."""
     found = {}
     for section in payload.values():
         for key, value in section.items() if isinstance(section, dict) else ():
             if key in keys and _local(value):
                 found[key] = fingerprint(Path(value))
+            elif key in keys and isinstance(value, (list, tuple)) and value and all(map(_local, value)):
+                found[key] = config_hash([fingerprint(Path(item)) for item in value])
     return found
 
 
@@ -204,6 +210,8 @@ def _resolved(payload: dict[str, Any]) -> dict[str, Any]:
     """Path-valued entries (input, problems) as absolute paths where they name local files."""
 
     def resolve(key: str, value: Any) -> Any:
+        if key in PATH_KEYS and isinstance(value, (list, tuple)):
+            return [resolve(key, item) for item in value]
         return str(Path(value).resolve()) if key in PATH_KEYS and _local(value) else value
 
     return {

@@ -1,28 +1,37 @@
-"""The one list of stage commands, read by the CLI and by recipes alike.
+"""The one list of commands, read by the CLI, by recipes and by the generated CLI reference alike.
 
-An entry names the command, the words that call it on the command line, the function that runs it and the
-config classes its options fill (their fields carry the help). Modules load only when a command is used.
+An entry names the command, the words that call it on the command line, its kind, the function that runs it and
+the config classes its options fill (their fields carry the help). Three kinds: a **stage** writes a run folder
+(`retrosearch.stages.*`; recipes chain stages), a **tool** reads and shows (`retrosearch.tools.*`), a **pipeline**
+chains stages (`retrosearch.pipelines.*`). Every function takes one instance of each config class, in order, and
+returns a summary dict. Modules load only when a command is used.
 """
 
 from __future__ import annotations
 
 import importlib
+import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from retrosearch.config import build_all
+from retrosearch.config import build_all, field_default, flat_fields
 
 ENGINE = "retrosearch.engines:EngineConfig"
 EXECUTOR = "retrosearch.executors:ExecutorConfig"
+SEARCH = "retrosearch.search.retro_search:RetroSearchConfig"
+PROMPT = "retrosearch.engines.base:PromptConfig"
+KINDS = ("stage", "tool", "pipeline")
 
 
 @dataclass(frozen=True)
 class Command:
     name: str  # as a recipe's `command`
     words: tuple[str, ...]  # on the command line
+    kind: Literal["stage", "tool", "pipeline"]
     function: str  # "module:attr", called with one instance of each config class, in order
     configs: tuple[str, ...]  # "module:attr" of each config class
     help: str
+    reported: bool = False  # when it finishes, the CLI prints the `retrosearch report` command for its folder
 
     def config_classes(self) -> list[type]:
         return [_load(reference) for reference in self.configs]
@@ -41,54 +50,150 @@ COMMANDS = {
         Command(
             "generate",
             ("generate",),
-            "retrosearch.generate:generate",
-            ("retrosearch.generate:GenerateConfig", ENGINE, EXECUTOR),
+            "stage",
+            "retrosearch.stages.generate:generate",
+            ("retrosearch.stages.generate:GenerateConfig", ENGINE, EXECUTOR),
             "sample traces for problems",
+            reported=True,
         ),
         Command(
             "revise",
             ("revise",),
-            "retrosearch.revise:revise",
-            ("retrosearch.revise:ReviseConfig", "retrosearch.search.retro_search:RetroSearchConfig", ENGINE, EXECUTOR),
+            "stage",
+            "retrosearch.stages.revise:revise",
+            ("retrosearch.stages.revise:ReviseConfig", SEARCH, ENGINE, EXECUTOR),
             "revise traces with Retro-Search",
+            reported=True,
+        ),
+        Command(
+            "merge",
+            ("merge",),
+            "stage",
+            "retrosearch.stages.merge:merge",
+            ("retrosearch.stages.merge:MergeConfig",),
+            "merge the run folders of revise --shard 0/n .. n-1/n",
         ),
         Command(
             "select",
             ("select",),
-            "retrosearch.selection:select",
-            ("retrosearch.selection:SelectConfig",),
+            "stage",
+            "retrosearch.stages.select:select",
+            ("retrosearch.stages.select:SelectConfig",),
             "shortest-correct-of-N baseline from generate samples",
         ),
         Command(
             "sft",
             ("sft",),
-            "retrosearch.sft:sft",
-            ("retrosearch.sft:SFTRunConfig",),
+            "stage",
+            "retrosearch.stages.sft:sft",
+            ("retrosearch.stages.sft:SFTRunConfig",),
             "fine-tune a student on traces with TRL (full or LoRA)",
         ),
         Command(
             "eval",
             ("eval",),
-            "retrosearch.evaluate:evaluate",
-            ("retrosearch.evaluate:EvalConfig", ENGINE, EXECUTOR),
+            "stage",
+            "retrosearch.stages.eval:evaluate",
+            ("retrosearch.stages.eval:EvalConfig", ENGINE, EXECUTOR),
             "accuracy, length and switches on math benchmarks",
         ),
         Command(
             "teacher",
             ("organism", "teacher"),
-            "retrosearch.organism.export:export_teacher_run",
-            ("retrosearch.organism.export:TeacherConfig",),
+            "stage",
+            "retrosearch.stages.teacher:export_teacher_run",
+            ("retrosearch.stages.teacher:TeacherConfig",),
             "export the organism teacher's traces (the strong model's dataset)",
         ),
         Command(
             "organism-train",
             ("organism", "train"),
-            "retrosearch.organism.train:train_run",
+            "stage",
+            "retrosearch.stages.organism_train:train_run",
             ("retrosearch.organism.train_config:TrainRun", "retrosearch.organism.train_config:TrainConfig"),
             "train the organism (resumable)",
         ),
+        Command(
+            "inspect",
+            ("inspect",),
+            "tool",
+            "retrosearch.tools.inspect:inspect",
+            ("retrosearch.tools.inspect:InspectConfig",),
+            "figures of trace datasets (no model needed)",
+        ),
+        Command(
+            "prompt",
+            ("prompt",),
+            "tool",
+            "retrosearch.tools.prompt:show_prompt",
+            ("retrosearch.tools.prompt:ShowPromptConfig", PROMPT),
+            "print the exact prompt of a row: at a thought switch, or for generation (tokenizer only)",
+        ),
+        Command(
+            "report",
+            ("report",),
+            "tool",
+            "retrosearch.tools.report:report",
+            ("retrosearch.tools.report:ReportConfig",),
+            "one self-contained HTML page of a run: its figures, plots and a trace viewer",
+        ),
+        Command(
+            "run",
+            ("run",),
+            "pipeline",
+            "retrosearch.pipelines.recipe:run",
+            ("retrosearch.pipelines.recipe:RunConfig",),
+            "run every stage of a YAML recipe, resumable, and print the table",
+            reported=True,
+        ),
+        Command(
+            "demo",
+            ("demo",),
+            "pipeline",
+            "retrosearch.pipelines.demo:demo",
+            ("retrosearch.pipelines.demo:DemoConfig",),
+            "the main job on the embedded organism, in minutes on a CPU",
+        ),
     )
 }
+
+
+def command_line(name: str, configs: tuple[Any, ...]) -> str:
+    """The command line that reproduces a run of command `name` with these configs: its words, then every
+    option whose value differs from its default (the manifest records the version it holds for)."""
+    command = COMMANDS[name]
+    parts = ["retrosearch", *command.words]
+    for config in configs:
+        values = _flat_values(config)
+        for field, _ in flat_fields(type(config)):
+            value = values[field.name]
+            if field.metadata.get("positional"):
+                parts += [str(item) for item in value] if isinstance(value, (list, tuple)) else [str(value)]
+            elif value != field_default(field):
+                parts += as_option(field.name, value)
+    return shlex.join(parts)
+
+
+def _flat_values(config: Any) -> dict[str, Any]:
+    """Every option's value of a config instance, nested configs' in place of them."""
+    values: dict[str, Any] = {}
+    for name, value in vars(config).items():
+        if hasattr(value, "__dataclass_fields__"):
+            values.update(_flat_values(value))
+        else:
+            values[name] = value
+    return values
+
+
+def as_option(name: str, value: Any) -> list[str]:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag if value else "--no-" + flag[2:]]
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [flag, *(str(item) for item in value)]
+    return [flag, str(value)]
 
 
 def _load(reference: str) -> Any:

@@ -17,21 +17,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from retrosearch.data import DataError, JsonlAppender, write_in_order
+from retrosearch.config import speed_only
+from retrosearch.data.inputs import DataError
+from retrosearch.data.outputs import JsonlAppender, write_in_order
 from retrosearch.engines import Engine, EngineConfig
 from retrosearch.executors import Executor, ExecutorConfig, WorkerSpec, make_executor
 from retrosearch.runner import ErrorRow, HasId
-from retrosearch.stages.folder import LOCK, MANIFEST, RunFolder, now, open_run
+from retrosearch.stages.folder import LOCK, MANIFEST, RunFolder, config_payload, now, open_run
+from retrosearch.stages.registry import command_line
 from retrosearch.tables import print_figures
-
-SPEED_ONLY = (
-    "batch_size",
-    "prefix_cache_mb",
-    "gpu_memory_utilization",
-    "lookahead",
-    "device",
-    "overwrite",
-)  # change speed, never results: a run resumes under others
 
 Row = TypeVar("Row")
 
@@ -40,9 +34,9 @@ Row = TypeVar("Row")
 class RowStage(Generic[Row]):
     """What a stage that writes one row per item gives the template."""
 
-    name: str
+    name: str  # the command, as the registry names it
     folder: Path
-    payload: dict[str, Any]  # the config sections that make the results
+    configs: tuple[Any, ...]  # the config instances that make the results
     overwrite: bool
     rows_file: str
     row_type: type[Row]
@@ -69,9 +63,9 @@ def run_stage(
 
 def run_rows(stage: RowStage[Row], executor: Executor, quiet: bool = False) -> dict[str, Any]:
     """Run (or resume) a row stage in its folder; returns the summary, also in summary.json."""
-    with open_run(stage.folder, stage.payload, stage.overwrite, SPEED_ONLY) as run:
+    with open_run(stage.folder, config_payload(*stage.configs), stage.overwrite, speed_only(*stage.configs)) as run:
         started_at, started = now(), time.monotonic()
-        facts = {**executor.model_facts(), **stage.facts, "started": started_at}
+        facts = {**_command(stage.name, stage.configs), **executor.model_facts(), **stage.facts, "started": started_at}
         run.write_manifest({**facts, "finished": None})
         telemetry_before = executor.telemetry()  # an engine may have served other runs before
         path = stage.folder / stage.rows_file
@@ -120,7 +114,7 @@ def read_rows(path: Path, row_type: type[Row], ids: set[str] | None = None) -> I
 def run_once(
     name: str,
     folder: Path,
-    payload: dict[str, Any],
+    configs: tuple[Any, ...],
     overwrite: bool,
     work: Callable[[RunFolder], dict[str, Any]],
     fingerprinted: tuple[str, ...] = (),
@@ -128,21 +122,28 @@ def run_once(
     show: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run a whole stage in its folder once; a rerun with the same settings and inputs returns its summary."""
-    with open_run(folder, payload, overwrite, SPEED_ONLY, fingerprinted) as run:
+    payload, resume_keys = config_payload(*configs), speed_only(*configs)
+    with open_run(folder, payload, overwrite, resume_keys, fingerprinted) as run:
         done = run.finished_summary()
         if done is None:
             started_at, started = now(), time.monotonic()
-            run.write_manifest({"started": started_at, "finished": None})
+            facts = {**_command(name, configs), "started": started_at}
+            run.write_manifest({**facts, "finished": None})
             try:
                 done = {**work(run), "wall_seconds": time.monotonic() - started}
             except BaseException:
                 if {child.name for child in folder.iterdir()} <= {LOCK, MANIFEST}:
                     (folder / MANIFEST).unlink()  # a run that made nothing binds the folder to nothing
                 raise
-            _finish(run, done, {"started": started_at})
+            _finish(run, done, facts)
         if not quiet:
             show(done) if show else print_figures(f"retrosearch {name} — {folder}", done)
         return done
+
+
+def _command(name: str, configs: tuple[Any, ...]) -> dict[str, str]:
+    """What the manifest says made the run: the command, and a command line that reproduces it."""
+    return {"command": name, "command_line": command_line(name, configs)}
 
 
 def _finish(run: RunFolder, summary: dict[str, Any], facts: dict[str, Any]) -> None:

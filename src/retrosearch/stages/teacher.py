@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from retrosearch.config import at_least, option
-from retrosearch.data import write_jsonl
+from retrosearch.config import at_least, option, overwrite_option
+from retrosearch.data.outputs import write_jsonl
 from retrosearch.organism.task import sample_problems
 from retrosearch.organism.teacher import Habits, solve
-from retrosearch.stages.folder import RunFolder, config_payload
+from retrosearch.stages.folder import RunFolder
 from retrosearch.stages.template import run_once
 
 
@@ -19,7 +19,6 @@ def export_teacher(out: Path, count: int, split: str = "train", seed: int = 0, h
     """Write one teacher trace per problem as JSONL (id, problem, answer, response, ...)."""
     rng = random.Random(f"teacher-{split}-{seed}")
     rows = [solve(problem, rng, habits).to_row() for problem in sample_problems(split, count, seed)]
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(out, rows)
     return len(rows)
 
@@ -30,7 +29,7 @@ class TeacherConfig:
     count: int = option(1000, "problems, one teacher trace each")
     split: Literal["train", "test"] = option("train", "problem split")
     seed: int = option(0, "problem and habit seed")
-    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         at_least(self, 1, "count")
@@ -43,4 +42,4 @@ def export_teacher_run(config: TeacherConfig, quiet: bool = False) -> dict[str, 
         path = run.path / "traces.jsonl"
         return {"traces": export_teacher(path, config.count, config.split, config.seed), "output": str(path)}
 
-    return run_once("teacher", Path(config.output), config_payload(config), config.overwrite, work, quiet=quiet)
+    return run_once("teacher", Path(config.output), (config,), config.overwrite, work, quiet=quiet)

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.config import at_least, option
-from retrosearch.data import DataError, FieldMap, read_records, to_sample
+from retrosearch.config import at_least, option, overwrite_option
+from retrosearch.data.inputs import DataError, FieldMap, read_records, to_sample
 from retrosearch.engines import resolve_model
 from retrosearch.engines.base import PromptConfig, chat_prompt, encode
 from retrosearch.prompting import completion_part
-from retrosearch.revise import RevisedRow
-from retrosearch.stages.folder import RunFolder, config_payload
+from retrosearch.stages.folder import RunFolder
+from retrosearch.stages.revise import RevisedRow
 from retrosearch.stages.template import run_once
 
 SEARCHED = ("revised", "unchanged")
@@ -52,7 +52,7 @@ class SFTRunConfig:
     logging_steps: int = option(10, "steps between loss reports")
     seed: int = option(0, "data order and initialisation seed")
     prompt: PromptConfig = option(PromptConfig(), "how a problem becomes the student's prompt")
-    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         at_least(self, 1, "limit", "batch_size", "gradient_accumulation", "max_length", "lora_rank", "save_steps")
@@ -185,6 +185,4 @@ def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
         trainer.processing_class.save_pretrained(final)
         return {**counts, "train_loss": result.training_loss, "steps": result.global_step, "final": str(final)}
 
-    return run_once(
-        "sft", Path(config.output), config_payload(config), config.overwrite, work, ("input", "model"), quiet
-    )
+    return run_once("sft", Path(config.output), (config,), config.overwrite, work, ("input", "model"), quiet)

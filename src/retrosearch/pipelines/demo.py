@@ -7,34 +7,45 @@ with the organism itself as the revision model (the self-improvement use case).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from retrosearch.config import option, overwrite_option
 from retrosearch.engines import EngineConfig, SamplingConfig, load_engine
 from retrosearch.executors import ExecutorConfig
-from retrosearch.generate import TRACES_FILE, GenerateConfig, generate
 from retrosearch.organism import MAX_NEW_TOKENS
-from retrosearch.revise import ReviseConfig, revise
 from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.stages.generate import TRACES_FILE, GenerateConfig, generate
+from retrosearch.stages.revise import ReviseConfig, revise
 from retrosearch.tables import print_table
 
 
-def demo(output: str = "runs/demo", problems: int = 128, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DemoConfig:
+    output: str = option("runs/demo", "run folder (rerunning the same command resumes it)")
+    problems: int = option(128, "held-out organism problems to solve")
+    seed: int = option(0, "global seed; per-request seeds derive from it")
+    overwrite: bool = overwrite_option()
+
+
+def demo(config: DemoConfig = DemoConfig()) -> dict[str, Any]:
+    """Generate on `config.problems` held-out organism problems, revise the correct traces; print the table."""
     started = time.monotonic()
-    root = Path(output)
+    root = Path(config.output)
     engine_config = EngineConfig(model="organism")
     engine = load_engine(engine_config)
-    sampling = SamplingConfig(max_new_tokens=MAX_NEW_TOKENS, seed=seed)
+    sampling = SamplingConfig(max_new_tokens=MAX_NEW_TOKENS, seed=config.seed)
     generated = generate(
         GenerateConfig(
             problems="organism",
             output=str(root / "generate"),
-            limit=problems,
+            limit=config.problems,
             keep_correct=True,
             sampling=sampling,
-            overwrite=overwrite,
+            overwrite=config.overwrite,
         ),
         engine_config,
         ExecutorConfig(),
@@ -42,7 +53,9 @@ def demo(output: str = "runs/demo", problems: int = 128, seed: int = 0, overwrit
         quiet=True,
     )
     revised = revise(
-        ReviseConfig(input=str(root / "generate" / TRACES_FILE), output=str(root / "revise"), overwrite=overwrite),
+        ReviseConfig(
+            input=str(root / "generate" / TRACES_FILE), output=str(root / "revise"), overwrite=config.overwrite
+        ),
         RetroSearchConfig(sampling=sampling),
         engine_config,
         ExecutorConfig(),

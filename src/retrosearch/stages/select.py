@@ -6,11 +6,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.config import at_least, option
-from retrosearch.data import DataError, write_jsonl
-from retrosearch.generate import TRACES_FILE, SampleRow
+from retrosearch.config import at_least, option, overwrite_option
+from retrosearch.data.inputs import DataError
+from retrosearch.data.outputs import write_jsonl
 from retrosearch.search.shortest_of_n import shortest_correct_of_n
-from retrosearch.stages.folder import RunFolder, config_payload
+from retrosearch.stages.folder import RunFolder
+from retrosearch.stages.generate import TRACES_FILE, SampleRow
 from retrosearch.stages.template import read_rows, run_once
 
 
@@ -19,7 +20,7 @@ class SelectConfig:
     input: str = option("", "the samples.jsonl of a generate run (several samples per problem)")
     output: str = option("runs/select", "run folder; the chosen traces land in OUTPUT/traces.jsonl")
     shortest_correct_of: int = option(4, "keep the shortest correct trace among the first N samples of each problem")
-    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         at_least(self, 1, "shortest_correct_of")
@@ -35,4 +36,4 @@ def select(config: SelectConfig, quiet: bool = False) -> dict[str, Any]:
         write_jsonl(run.path / TRACES_FILE, chosen)
         return {"problems_with_a_correct_trace": len(chosen), "traces": str(run.path / TRACES_FILE)}
 
-    return run_once("select", Path(config.output), config_payload(config), config.overwrite, work, ("input",), quiet)
+    return run_once("select", Path(config.output), (config,), config.overwrite, work, ("input",), quiet)

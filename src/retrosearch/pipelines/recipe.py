@@ -10,7 +10,6 @@ seed gets N, and the run folder (unless given) gets a `-seedN` suffix, so repeat
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import time
@@ -18,9 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.config import option_names, read_yaml
-from retrosearch.stages.registry import COMMANDS
+from retrosearch.config import option, option_names, read_yaml
+from retrosearch.data.outputs import write_json, write_whole
+from retrosearch.stages.folder import MANIFEST, now, versions
+from retrosearch.stages.registry import COMMANDS, as_option, command_line
 from retrosearch.tables import markdown
+
+RECIPE_SUMMARY = "recipe_summary.json"
+TABLE = "table.md"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    recipe: str = option("", "recipe YAML file", positional=True)
+    output: str | None = option(None, "run folder (default: the recipe's)")
+    dry_run: bool = option(False, "print the plan without loading any model")
+    seed: int | None = option(None, "repeat with this seed: every stage that takes one; run folder -seedN")
+
 
 PLACEHOLDER = re.compile(r"\{([a-zA-Z0-9_-]+)\}")
 
@@ -47,8 +60,8 @@ def load_recipe(path: str, output: str | None = None, seed: int | None = None) -
         raise ValueError(f"{path}: a recipe needs 'stages' (a list of name / command / options)")
     stages = []
     for index, stage in enumerate(raw["stages"], start=1):
-        if not isinstance(stage, dict) or stage.get("command") not in COMMANDS:
-            raise ValueError(f"{path}: stage {index} needs a command, one of {', '.join(COMMANDS)}")
+        if not isinstance(stage, dict) or stage.get("command") not in _stages():
+            raise ValueError(f"{path}: stage {index} needs a command, one of {', '.join(_stages())}")
         options = dict(stage.get("options") or {})
         if seed is not None and "seed" in option_names(*COMMANDS[stage["command"]].config_classes()):
             options["seed"] = seed
@@ -67,6 +80,11 @@ def load_recipe(path: str, output: str | None = None, seed: int | None = None) -
         list(raw.get("table", [])),
         raw.get("description", ""),
     )
+
+
+def _stages() -> list[str]:
+    """The commands a recipe may chain: every stage of the registry."""
+    return [name for name, command in COMMANDS.items() if command.kind == "stage"]
 
 
 def stage_output(recipe: Recipe, stage: Stage) -> str:
@@ -130,22 +148,13 @@ def final_table(recipe: Recipe, results: dict[str, dict[str, Any]]) -> str:
     return markdown(("model", "accuracy", "avg tokens", "avg switches", "truncated"), rows)
 
 
-def _as_option(key: str, value: Any) -> str:
-    flag = "--" + key.replace("_", "-")
-    if isinstance(value, bool):
-        return flag if value else "--no-" + flag[2:]
-    if isinstance(value, (list, tuple)):
-        return f"{flag} {' '.join(shlex.quote(str(item)) for item in value)}"
-    return f"{flag} {shlex.quote(str(value))}"  # the plan is a command a shell takes as it is
-
-
 def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed: int | None = None) -> str:
     recipe = load_recipe(path, output, seed)
     steps = plan(recipe)
     if dry_run:
         lines = [f"recipe {recipe.name} -> {recipe.output}"]
         for name, command, options in steps:
-            shown = " ".join(_as_option(key, value) for key, value in options.items() if value is not None)
+            shown = shlex.join(part for key, value in options.items() for part in as_option(key, value))
             lines.append(f"  {name}: retrosearch {command} {shown}")
         return "\n".join(lines) + "\n"
     results: dict[str, dict[str, Any]] = {}
@@ -157,14 +166,27 @@ def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed
         timings[name] = round(time.monotonic() - started, 1)
     table = final_table(recipe, results)
     root = Path(recipe.output)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "table.md").write_text(table)
-    (root / "recipe_summary.json").write_text(
-        json.dumps(
-            {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results},
-            indent=2,
-            default=str,
-        )
-        + "\n"
+    write_whole(root / TABLE, table)
+    write_json(
+        root / RECIPE_SUMMARY, {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results}
+    )
+    config = RunConfig(path, output, seed=seed)
+    write_json(
+        root / MANIFEST,
+        {
+            "command": "run",
+            "command_line": command_line("run", (config,)),
+            "recipe": path,
+            "versions": versions(),
+            "finished": now(),
+        },
     )
     return table
+
+
+def run(config: RunConfig) -> dict[str, Any]:
+    """`retrosearch run`: print the plan (`dry_run`) or run the recipe and print the paper's table."""
+    if not config.recipe:
+        raise ValueError("run needs a recipe YAML file")
+    print(run_recipe(config.recipe, config.output, config.dry_run, config.seed), end="")
+    return {"output": None if config.dry_run else load_recipe(config.recipe, config.output, config.seed).output}

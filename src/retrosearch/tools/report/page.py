@@ -17,14 +17,14 @@ from html import escape
 from importlib.resources import files
 from typing import Any
 
-from retrosearch.report.runs import Report, Section, Table, Viewer
 from retrosearch.tables import cell
+from retrosearch.tools.report.runs import Report, Section, Table, Viewer
 
 MB = 1024 * 1024
 
 
 def _asset(name: str) -> str:
-    return files("retrosearch.report").joinpath("assets", name).read_text(encoding="utf-8")
+    return files("retrosearch.tools.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def _hash(text: str) -> str:

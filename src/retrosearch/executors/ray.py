@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from retrosearch.data import JsonlAppender
+from retrosearch.data.outputs import JsonlAppender
 from retrosearch.engines import EngineConfig
 from retrosearch.executors.base import Executor, ExecutorConfig, Worker, WorkerSpec
 from retrosearch.runner import HasId, RunStats, pending, row_or_error

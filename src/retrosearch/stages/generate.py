@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.answers import default_checker, extract_answer
-from retrosearch.config import at_least, option
-from retrosearch.data import FieldMap, ProblemRow, read_problems, write_jsonl
+from retrosearch.config import at_least, option, overwrite_option
+from retrosearch.data.inputs import FieldMap, ProblemRow, read_problems
+from retrosearch.data.outputs import write_jsonl
 from retrosearch.engines import Engine, EngineConfig, Request, SamplingConfig
 from retrosearch.executors import ExecutorConfig, WorkerSpec
 from retrosearch.prompting import stored
 from retrosearch.runner import ErrorRow, error_ids
-from retrosearch.search.retro_search import derive_seed
-from retrosearch.stages.folder import config_payload
+from retrosearch.seeds import derive_seed
 from retrosearch.stages.template import RowStage, run_stage
 from retrosearch.trace import KeywordMatcher, parse
 
@@ -34,7 +34,7 @@ class GenerateConfig:
     keep_correct: bool = option(False, "traces.jsonl keeps only the correct traces")
     limit: int | None = option(None, "only the first N problems (organism: N problems; default 500)")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling settings")
-    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+    overwrite: bool = overwrite_option()
     problem_field: str | None = option(None, "field holding the problem text")
     answer_field: str | None = option(None, "field holding the gold answer")
     id_field: str | None = option(None, "field holding a unique problem id")
@@ -153,7 +153,7 @@ def generate_stage(
     return RowStage(
         name="generate",
         folder=output,
-        payload=config_payload(config, engine_config),
+        configs=(config, engine_config),
         overwrite=config.overwrite,
         rows_file=SAMPLES_FILE,
         row_type=SampleRow,

@@ -10,17 +10,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.config import at_least, option
-from retrosearch.data import FieldMap, ProblemRow, read_problems, write_jsonl
+from retrosearch.config import at_least, option, overwrite_option
+from retrosearch.data.inputs import FieldMap, ProblemRow, read_problems
+from retrosearch.data.outputs import write_jsonl, write_whole
 from retrosearch.engines import Engine, EngineConfig, SamplingConfig
 from retrosearch.executors import ExecutorConfig, make_executor
-from retrosearch.generate import SAMPLES_FILE, GenerateConfig, SampleRow, generate_stage
 from retrosearch.runner import ErrorRow
-from retrosearch.stages.folder import RunFolder, config_payload
+from retrosearch.stages.folder import RunFolder
+from retrosearch.stages.generate import SAMPLES_FILE, GenerateConfig, SampleRow, generate_stage
 from retrosearch.stages.template import read_rows, run_once, run_rows
 from retrosearch.tables import markdown
 
 PROBLEMS_FILE = "problems.jsonl"
+RESULTS_FILE = "results.md"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class EvalConfig:
     samples: int = option(4, "k samples per problem")
     limit: int | None = option(None, "only the first N problems of each benchmark (organism default: 500)")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling settings")
-    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         at_least(self, 1, "samples", "limit")
@@ -184,7 +186,6 @@ def evaluate(
             for name in names:
                 problems, no_gold = load_benchmark(name, config.data_dir, config.limit, config.sampling.seed)
                 folder = output / name
-                folder.mkdir(parents=True, exist_ok=True)
                 write_jsonl(folder / PROBLEMS_FILE, map(asdict, problems))
                 generate_config = GenerateConfig(
                     problems=name, output=str(folder / "generate"), samples=config.samples, sampling=config.sampling
@@ -193,13 +194,13 @@ def evaluate(
                 run_rows(stage, executor, quiet=True)
                 rows = list(read_rows(folder / "generate" / SAMPLES_FILE, SampleRow, set(stage.ids)))
                 results[name] = {**summarize_samples(rows, config.samples), "left_out_no_gold": no_gold}
-        (output / "results.md").write_text(results_table(engine_config.model, results, config.samples))
+        write_whole(output / RESULTS_FILE, results_table(engine_config.model, results, config.samples))
         return {"model": engine_config.model, "k": config.samples, "benchmarks": results}
 
     return run_once(
         "eval",
         output,
-        config_payload(config, engine_config),
+        (config, engine_config),
         config.overwrite,
         work,
         fingerprinted=("model", "data_dir"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import statistics
 from collections import Counter
 from collections.abc import Callable
@@ -13,23 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.answers import Verdict, default_checker, extract_answer
-from retrosearch.config import at_least, option
-from retrosearch.data import (
-    FieldMap,
-    Sample,
-    iter_samples,
-    sample_ids,
-    with_response,
-    write_json,
-    write_jsonl,
-)
+from retrosearch.config import at_least, option, overwrite_option
+from retrosearch.data.inputs import FieldMap, Sample, iter_samples, sample_ids, with_response
 from retrosearch.engines import Engine, EngineConfig
 from retrosearch.executors import ExecutorConfig, WorkerSpec
 from retrosearch.runner import ErrorRow, error_ids
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
-from retrosearch.stages.folder import MANIFEST, SUMMARY, RunError, config_payload, differing_keys, without
-from retrosearch.stages.template import SPEED_ONLY, RowStage, read_rows, run_stage
-from retrosearch.tables import print_figures
+from retrosearch.stages.template import RowStage, run_stage
 from retrosearch.trace import Trace, parse
 
 OUTPUT_FILE = "revised.jsonl"
@@ -43,7 +32,7 @@ class ReviseConfig:
     shard: str | None = option(
         None, "i/n: revise only input positions p with p % n == i (a job array; then `retrosearch merge`)"
     )
-    overwrite: bool = option(False, "start the run folder afresh instead of resuming")
+    overwrite: bool = overwrite_option()
     problem_field: str | None = option(None, "field holding the problem text")
     answer_field: str | None = option(None, "field holding the gold answer")
     trace_field: str | None = option(None, "field holding the trace (model response)")
@@ -203,73 +192,6 @@ def parse_shard(shard: str) -> tuple[int, int]:
     return index, count
 
 
-def _shard_manifest(folder: str) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST
-    if not path.exists():
-        raise RunError(f"{folder}: no {MANIFEST}; merge takes the run folders of `revise --shard i/n`")
-    manifest = json.loads(path.read_text())
-    config = manifest.get("config", {}).get("ReviseConfig")
-    if not config or not config.get("shard"):
-        raise RunError(f"{folder} is not the run folder of a `revise --shard i/n` run")
-    if not manifest.get("finished"):
-        raise RunError(f"{folder}: shard {config['shard']} did not finish; rerun its command, then merge")
-    return manifest
-
-
-def merge(shards: list[str], output: str, quiet: bool = False) -> dict[str, Any]:
-    """Merge the run folders of `--shard 0/n` ... `n-1/n` into one, in input order, each id exactly once.
-
-    Verified first: every shard finished, all ran with the same configuration apart from the shard, and
-    (where the input file is here) every input id is in exactly one shard; otherwise one line says what
-    is wrong and nothing is written."""
-    manifests = [_shard_manifest(folder) for folder in shards]
-    configs = [m["config"]["ReviseConfig"] for m in manifests]
-    parsed = sorted((parse_shard(c["shard"]), folder) for c, folder in zip(configs, shards, strict=True))
-    count = parsed[0][0][1]
-    if [p[0] for p in parsed] != [(i, count) for i in range(count)]:
-        raise RunError(f"merge needs the folders of shards 0/{count} .. {count - 1}/{count}, each once")
-    ignored = (*SPEED_ONLY, "shard", "output")  # what may differ between the shards of one run
-    first = without(manifests[0]["config"], ignored)
-    for folder, manifest in zip(shards[1:], manifests[1:], strict=True):
-        differing = differing_keys(first, without(manifest["config"], ignored))
-        if differing:
-            raise RunError(f"{folder} was run with other settings than {shards[0]}: {', '.join(differing)}")
-    rows_by_shard = [list(read_rows(Path(folder) / OUTPUT_FILE, RevisedRow)) for _, folder in parsed]
-    merged = [rows[j] for j in range(max(map(len, rows_by_shard))) for rows in rows_by_shard if j < len(rows)]
-    ids = [row.id for row in merged]
-    if len(set(ids)) != len(ids):
-        raise RunError("merge found an id in more than one shard; were the shards run on the same input?")
-    config = configs[0]
-    if Path(config["input"]).exists():
-        expected = sample_ids(config["input"], field_map(ReviseConfig(**config)), config["limit"])
-        present = set(ids)
-        missing = [row_id for row_id in expected if row_id not in present]
-        if missing or len(ids) != len(expected):
-            raise RunError(
-                f"merge: {len(missing)} of {len(expected)} input ids are in no shard (first: {missing[:3]}); "
-                "rerun the shards that lack them"
-            )
-        position = {row_id: index for index, row_id in enumerate(expected)}
-        merged.sort(key=lambda row: position[row.id])
-    else:
-        for (_, folder), rows in zip(parsed, rows_by_shard, strict=True):
-            written = json.loads((Path(folder) / SUMMARY).read_text())["samples"]
-            if len(rows) != written:
-                raise RunError(f"merge: {folder} holds {len(rows)} rows, its run finished with {written}")
-    target = Path(output)
-    target.mkdir(parents=True, exist_ok=True)
-    write_jsonl(target / OUTPUT_FILE, map(asdict, merged))
-    summary = {
-        **summarize(merged),
-        "wall_seconds": max(json.loads((Path(f) / SUMMARY).read_text())["wall_seconds"] for f in shards),
-    }
-    write_json(target / SUMMARY, summary)
-    write_json(target / MANIFEST, {"merged_from": [folder for _, folder in parsed], "shard_manifests": manifests})
-    if not quiet:
-        print_figures(f"retrosearch merge — {output}", summary)
-    return summary
-
-
 def summarize(rows: list[RevisedRow | ErrorRow]) -> dict[str, Any]:
     finished = [r for r in rows if isinstance(r, RevisedRow)]
     searched = [r for r in finished if r.status in ("revised", "unchanged")]
@@ -312,7 +234,7 @@ def revise_stage(config: ReviseConfig, search: RetroSearchConfig, engine_config:
     return RowStage(
         name="revise",
         folder=Path(config.output),
-        payload=config_payload(config, search, engine_config),
+        configs=(config, search, engine_config),
         overwrite=config.overwrite,
         rows_file=OUTPUT_FILE,
         row_type=RevisedRow,

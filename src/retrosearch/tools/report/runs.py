@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from retrosearch.answers import extract_answer
-from retrosearch.data import DataError, read_records
-from retrosearch.recipe import averaged
-from retrosearch.report.plots import (
+from retrosearch.data.inputs import DataError, read_records
+from retrosearch.pipelines.recipe import RECIPE_SUMMARY, averaged
+from retrosearch.stages.folder import MANIFEST, SUMMARY
+from retrosearch.stages.generate import SAMPLES_FILE
+from retrosearch.stages.revise import OUTPUT_FILE as REVISED_FILE
+from retrosearch.tools.report.plots import (
     Plot,
     correct_histogram,
     keyword_bars,
@@ -25,7 +28,7 @@ from retrosearch.report.plots import (
     model_bars,
     switch_positions,
 )
-from retrosearch.report.segments import compare, single
+from retrosearch.tools.report.segments import compare, single
 from retrosearch.trace import KeywordMatcher, parse, with_keywords
 
 MAX_TRACE_CHARS = 200_000  # of one trace in the viewer; a longer one is cut and says so
@@ -102,7 +105,7 @@ def _chosen(total: int, max_rows: int) -> list[int]:
 
 
 def _manifest(folder: Path) -> dict[str, Any]:
-    path = folder / "manifest.json"
+    path = folder / MANIFEST
     return _read_json(path) if path.exists() else {}
 
 
@@ -129,8 +132,8 @@ def _keyword_counts(text: str, matcher: KeywordMatcher, counts: Counter) -> None
 
 
 def revise_section(folder: Path, max_rows: int, title: str = "Retro-Search") -> tuple[Section, Viewer]:
-    path = folder / "revised.jsonl"
-    summary, manifest = _read_json(folder / "summary.json"), _manifest(folder)
+    path = folder / REVISED_FILE
+    summary, manifest = _read_json(folder / SUMMARY), _manifest(folder)
     config = manifest.get("config") or {}
     matcher = _matcher(manifest)
     unit = config.get("RetroSearchConfig", {}).get("length_unit", "steps")
@@ -275,8 +278,8 @@ def _samples(
 
 
 def generate_section(folder: Path, max_rows: int) -> tuple[Section, Viewer]:
-    summary, manifest = _read_json(folder / "summary.json"), _manifest(folder)
-    viewer, tokens, keywords = _samples([("", folder / "samples.jsonl")], _matcher(manifest), max_rows)
+    summary, manifest = _read_json(folder / SUMMARY), _manifest(folder)
+    viewer, tokens, keywords = _samples([("", folder / SAMPLES_FILE)], _matcher(manifest), max_rows)
     section = Section(
         "Generation",
         figures=summary,
@@ -294,7 +297,7 @@ def generate_section(folder: Path, max_rows: int) -> tuple[Section, Viewer]:
 
 
 def eval_section(folder: Path, max_rows: int) -> tuple[Section, Viewer | None]:
-    summary, manifest = _read_json(folder / "summary.json"), _manifest(folder)
+    summary, manifest = _read_json(folder / SUMMARY), _manifest(folder)
     benchmarks = summary.get("benchmarks") or {}
     keys = ["problems", "samples", "accuracy", "pass@k", "tokens_mean", "switches_mean", "truncated"]
     headers = ["benchmark", "problems", "samples", "accuracy", f"pass@{summary.get('k', 'k')}", "avg tokens"]
@@ -303,7 +306,7 @@ def eval_section(folder: Path, max_rows: int) -> tuple[Section, Viewer | None]:
         [*headers, "avg switches", "truncated"],
         [[name, *(figures.get(key) for key in keys)] for name, figures in benchmarks.items()],
     )
-    paths = [(name, folder / name / "generate" / "samples.jsonl") for name in benchmarks]
+    paths = [(name, folder / name / "generate" / SAMPLES_FILE) for name in benchmarks]
     paths = [(name, path) for name, path in paths if path.exists()]
     section = Section("Evaluation", facts=_facts(manifest, summary), tables=[table], config=manifest.get("config"))
     if not paths:
@@ -314,7 +317,7 @@ def eval_section(folder: Path, max_rows: int) -> tuple[Section, Viewer | None]:
 
 
 def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer | None]:
-    summary = _read_json(folder / "recipe_summary.json")
+    summary = _read_json(folder / RECIPE_SUMMARY)
     results: dict[str, Any] = summary.get("results") or {}
     evaluated = summary.get("table") or [name for name, result in results.items() if "benchmarks" in result]
     models = []
@@ -339,30 +342,62 @@ def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer 
         else [],
     )
     sections, viewer = [recipe], None
-    for name, result in results.items():
-        if isinstance(result, dict) and "accepted_revisions" in result and (folder / name / "revised.jsonl").exists():
+    for name in results:
+        if command_of(folder / name) in ("revise", "merge"):
             section, viewer = revise_section(folder / name, max_rows, f"Retro-Search (stage {name})")
             sections.append(section)
             break
     return sections, viewer
 
 
+def _single(section: Callable[[Path, int], tuple[Section, Viewer | None]], title: str) -> ReportMaker:
+    def make(folder: Path, max_rows: int) -> Report:
+        made, viewer = section(folder, max_rows)
+        return Report(f"{title} {folder.name}", folder, [made], viewer)
+
+    return make
+
+
+def _recipe(folder: Path, max_rows: int) -> Report:
+    sections, viewer = recipe_sections(folder, max_rows)
+    return Report(f"Recipe {folder.name}", folder, sections, viewer)
+
+
+ReportMaker = Callable[[Path, int], Report]
+REPORTS: dict[str, ReportMaker] = {
+    "revise": _single(revise_section, "Retro-Search"),
+    "merge": _single(revise_section, "Retro-Search"),
+    "generate": _single(generate_section, "Generation"),
+    "eval": _single(eval_section, "Evaluation"),
+    "run": _recipe,
+}  # by the command the folder's manifest names
+
+
+def command_of(folder: Path) -> str | None:
+    """The command that made a run folder, as its manifest records it. Folders made before manifests named their
+    command are told apart by what they hold."""
+    recorded = _manifest(folder).get("command")
+    if recorded is not None:
+        return recorded
+    if (folder / RECIPE_SUMMARY).exists():
+        return "run"
+    if (folder / REVISED_FILE).exists():
+        return "revise"
+    if (folder / SAMPLES_FILE).exists():
+        return "generate"
+    if (folder / SUMMARY).exists() and "benchmarks" in _read_json(folder / SUMMARY):
+        return "eval"
+    return None
+
+
 def read_run(folder: Path, max_rows: int) -> Report:
-    """The report of a run folder, whichever stage made it."""
+    """The report of a run folder, whichever command made it."""
     if not folder.is_dir():
         raise DataError(f"{folder}: no such run folder; give the folder a revise, generate, eval or run wrote")
-    if (folder / "recipe_summary.json").exists():
-        sections, viewer = recipe_sections(folder, max_rows)
-        return Report(f"Recipe {folder.name}", folder, sections, viewer)
-    if not (folder / "summary.json").exists():
-        raise DataError(f"{folder}: no summary.json; the run has not finished (rerun its command to finish it)")
-    if (folder / "revised.jsonl").exists():
-        section, viewer = revise_section(folder, max_rows)
-        return Report(f"Retro-Search {folder.name}", folder, [section], viewer)
-    if (folder / "samples.jsonl").exists():
-        section, viewer = generate_section(folder, max_rows)
-        return Report(f"Generation {folder.name}", folder, [section], viewer)
-    if "benchmarks" in _read_json(folder / "summary.json"):
-        section, eval_viewer = eval_section(folder, max_rows)
-        return Report(f"Evaluation {folder.name}", folder, [section], eval_viewer)
-    raise DataError(f"{folder}: not a revise, generate, eval or recipe run folder (no revised.jsonl, samples.jsonl)")
+    command = command_of(folder)
+    if command != "run" and not (folder / SUMMARY).exists():
+        raise DataError(f"{folder}: no {SUMMARY}; the run has not finished (rerun its command to finish it)")
+    if command not in REPORTS:
+        made_by = f"a {command} run" if command else "no run folder of retrosearch"
+        raise DataError(f"{folder}: {made_by}; a report shows a revise, merge, generate, eval or recipe run folder")
+    return REPORTS[command](folder, max_rows)

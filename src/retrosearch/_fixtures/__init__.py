@@ -1,0 +1,1 @@
+"""Fixtures for tests and benchmarks, not part of the public API."""
