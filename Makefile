@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 # torch first and pinned, so pip never pulls a multi-GB CUDA build on a CPU machine
 TORCH ?= torch==2.13.0
 
-.PHONY: setup vllm-setup browser demo test lint format benchmark engine-speed mutation
+.PHONY: setup vllm-setup browser demo test docs lint format benchmark engine-speed mutation
 
 setup: $(VENV)/.installed
 
@@ -47,8 +47,12 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "no chromium and not root: the report's browser tests will skip (apt-get install chromium)"
 
-# the suite, then vLLM for real (its CPU build) in its own environment
-test: setup vllm-setup browser
+# the manual (MkDocs with Material; the CLI reference generated from the command registry), warnings as errors
+docs: setup
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+# the manual first (it must build), then the suite, then vLLM for real (its CPU build) in its own environment
+test: setup vllm-setup browser docs
 	$(PYTHON) -m pytest
 	$(VLLM_PYTHON) -m pytest -p no:cacheprovider tests/test_vllm_cpu.py
 
