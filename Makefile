@@ -49,7 +49,7 @@ browser:
 
 # the manual (MkDocs with Material; the CLI reference generated from the command registry), warnings as errors
 docs: setup
-	$(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --quiet
 
 # the manual first (it must build), then the suite, then vLLM for real (its CPU build) in its own environment
 test: setup vllm-setup browser docs

@@ -10,10 +10,10 @@ from commands import command_env, revise_command
 
 from retrosearch.answers import extract_answer, is_correct
 from retrosearch.cli import main
-from retrosearch.tools.report import write_report
 from retrosearch.engines import SamplingConfig
 from retrosearch.search.retro_search import RetroSearchConfig
 from retrosearch.stages.revise import ReviseConfig, revise
+from retrosearch.tools.report import write_report
 from retrosearch.trace import KeywordMatcher, parse
 
 SEARCH = RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=400))

@@ -41,7 +41,9 @@ def test_a_run_resumes_under_other_speed_settings_and_refuses_other_results_sett
     calls = []
 
     def work(config: Work):
-        return run_once("work", folder, (config,), config.overwrite, lambda run: calls.append(1) or {"n": 1}, quiet=True)
+        return run_once(
+            "work", folder, (config,), config.overwrite, lambda run: calls.append(1) or {"n": 1}, quiet=True
+        )
 
     assert work(Work(str(folder)))["n"] == 1
     assert work(Work(str(folder), threads=8))["n"] == 1 and len(calls) == 1  # resumed: the work is not redone

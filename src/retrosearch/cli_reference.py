@@ -3,7 +3,8 @@ drift from the commands): every command, its words, what it does, and each optio
 
 from __future__ import annotations
 
-from typing import Any
+import typing
+from typing import Any, Literal
 
 from retrosearch.config import field_default, flat_fields
 from retrosearch.stages.registry import COMMANDS, KINDS, Command
@@ -39,7 +40,7 @@ def command_section(command: Command) -> str:
     lines = [f"### `retrosearch {' '.join(command.words)}`\n", f"{command.help[0].upper()}{command.help[1:]}.\n"]
     lines += ["```", usage, "```\n"]
     for cls in classes:
-        rows = [_row(field) for field, _ in flat_fields(cls)]
+        rows = [_row(field, annotation) for field, annotation in flat_fields(cls)]
         lines += [f"**{cls.__name__}**\n", "| option | default | what it does |", "|---|---|---|", *rows, ""]
     return "\n".join(lines)
 
@@ -48,10 +49,14 @@ def _positional(field: Any) -> bool:
     return bool(field.metadata.get("positional"))
 
 
-def _row(field: Any) -> str:
+def _row(field: Any, annotation: Any) -> str:
     name = field.name.upper() if _positional(field) else "--" + field.name.replace("_", "-")
     default = "(required)" if _positional(field) else f"`{_shown(field_default(field))}`"
-    described = field.metadata["help"] + (" *Speed only: a run resumes under another value.*" if _speed(field) else "")
+    described = field.metadata["help"]
+    if typing.get_origin(annotation) is Literal:
+        described += f"; one of: {', '.join(f'`{choice}`' for choice in typing.get_args(annotation))}"
+    if _speed(field):
+        described += " *Speed only: a run resumes under another value.*"
     return f"| `{name}` | {default} | {_cell(described)} |"
 
 

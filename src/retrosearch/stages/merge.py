@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ def merge(config: MergeConfig, quiet: bool = False) -> dict[str, Any]:
     is wrong and nothing is written. A rerun with the same shards, unchanged, returns the merged summary."""
     if not config.shards or not config.output:
         raise ValueError("merge needs the shard folders and --output (the merged run folder)")
+    # the order the shards are named in changes nothing: the folder's identity is the set
+    config = replace(config, shards=tuple(sorted(config.shards, key=lambda folder: str(Path(folder).resolve()))))
     merged, manifests = _verified_rows(list(config.shards))
 
     def work(run: RunFolder) -> dict[str, Any]:
