@@ -51,7 +51,8 @@ def _positional(field: Any) -> bool:
 
 def _row(field: Any, annotation: Any) -> str:
     name = field.name.upper() if _positional(field) else "--" + field.name.replace("_", "-")
-    default = "(required)" if _positional(field) else f"`{_shown(field_default(field))}`"
+    value = field_default(field)
+    default = "(required)" if _positional(field) or value == "" else f"`{_shown(value)}`"
     described = field.metadata["help"]
     if typing.get_origin(annotation) is Literal:
         described += f"; one of: {', '.join(f'`{choice}`' for choice in typing.get_args(annotation))}"
@@ -65,8 +66,6 @@ def _speed(field: Any) -> bool:
 
 
 def _shown(value: Any) -> str:
-    if value == "":
-        return '""'
     if isinstance(value, (list, tuple)):
         return " ".join(map(str, value))
     return str(value)

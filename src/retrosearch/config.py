@@ -105,7 +105,7 @@ def add_options(parser: argparse.ArgumentParser, *classes: type) -> None:
                 group.add_argument(field.name, nargs=nargs, metavar=field.name.upper(), **kwargs)
                 continue
             if "default" not in described:
-                kwargs["help"] = f"{described} (default: {default})"
+                kwargs["help"] = f"{described} ({'required' if default == '' else f'default: {default}'})"
             if annotation is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             elif typing.get_origin(annotation) is tuple:
