@@ -40,6 +40,8 @@ class ScriptedServer:
         self.bodies.append(body)
         self.headers.append(request.headers)
         fault = self.faults.popleft() if self.faults else None
+        if isinstance(fault, tuple):
+            return httpx.Response(fault[0], text=fault[1])
         if isinstance(fault, int):
             return httpx.Response(fault, text="prompt must be a string" if fault == 400 else "nope")
         prompt = body["prompt"] if isinstance(body["prompt"], str) else self.tokenizer.decode(body["prompt"])
@@ -196,6 +198,16 @@ def test_a_server_that_wants_text_prompts_gets_them_from_then_on():
     fixed_server.faults.append(400)
     with pytest.raises(ServerError, match="takes no token-id prompts"):
         complete(fixed)
+
+
+def test_a_prompt_too_long_for_the_server_fails_its_request_and_prompts_stay_token_ids():
+    engine, server = engine_with(Script().after(PROMPT, "So x is 4."))
+    too_long = "This model's maximum context length is 8 tokens: the decoder prompt (length 9) is longer"
+    server.faults.append((400, too_long))
+    with pytest.raises(ServerError, match="maximum context length is 8"):
+        complete(engine)
+    assert complete(engine).text == "So x is 4."
+    assert [type(body["prompt"]).__name__ for body in server.bodies] == ["list", "list"]
 
 
 def test_the_api_key_comes_from_the_named_environment_variable(monkeypatch):

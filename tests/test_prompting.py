@@ -55,6 +55,14 @@ def test_the_join_keeps_what_differs_after_the_marker():
     assert stored("A: <think>\n", "<think>\nTry.") == "<think>\nTry."  # a model that opened it again: kept
 
 
+@pytest.mark.parametrize("before", ["\n", " ", "\n\n  "])
+def test_whitespace_before_the_traces_marker_does_not_double_it(before):
+    trace = before + "<think>\nTry 3.\n</think>\n\\boxed{3}"
+    assert join("A: <think>\n", trace) == "A: <think>\nTry 3.\n</think>\n\\boxed{3}"
+    assert completion_part("A: <think>\n", trace) == "Try 3.\n</think>\n\\boxed{3}"
+    assert join("A: ", trace) == "A: " + trace  # a template that opens nothing takes the trace as it is
+
+
 def test_the_r1_distill_template_shipped_and_opening_gives_one_think(shared_tokenizer, tmp_path):
     rows = tmp_path / "r1.jsonl"
     trace = "<think>\nTry 3.\n\nWait, try 5.\n\n5 works.\n</think>\n\nThe answer is \\boxed{5}."

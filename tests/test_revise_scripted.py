@@ -251,13 +251,13 @@ def test_an_answer_check_that_never_ends_skips_its_row_alone(tmp_path, scripted)
     assert [written[n]["status"] for n in ("revised", "losing", "straight")] == ["revised", "unchanged", "unchanged"]
 
 
-def test_overwrite_removes_only_a_run_folder(tmp_path, scripted, capsys):
+def test_overwrite_removes_only_what_runs_wrote(tmp_path, scripted, capsys):
     source = write_rows(tmp_path / "in.jsonl", ROWS[:1])
     thesis = tmp_path / "thesis"
     thesis.mkdir()
     (thesis / "thesis.tex").write_text("years of work")
     assert revise_cli("--input", str(source), "--output", str(thesis), "--overwrite") == 2
-    assert "not a retrosearch run folder" in capsys.readouterr().err
+    assert "holds files and is no retrosearch run folder" in capsys.readouterr().err
     assert sorted(p.name for p in thesis.iterdir()) == ["thesis.tex"]
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
@@ -265,9 +265,11 @@ def test_overwrite_removes_only_a_run_folder(tmp_path, scripted, capsys):
     assert f"{a_file} is a file; --output names a run folder" in capsys.readouterr().err
     run = tmp_path / "run"
     assert revise_cli("--input", str(source), "--output", str(run)) == 0
-    (run / "stale.txt").write_text("from the earlier run")
+    (run / "notes.txt").write_text("mine, put here after the run")
+    (run / "revised.jsonl").write_text("")  # the run's own output, spoiled: --overwrite writes it again
     assert revise_cli("--input", str(source), "--output", str(run), "--overwrite") == 0
-    assert not (run / "stale.txt").exists() and (run / "revised.jsonl").exists()
+    assert (run / "notes.txt").read_text() == "mine, put here after the run"
+    assert (run / "revised.jsonl").read_text().count("\n") == 1
 
 
 def test_a_folder_in_use_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path, scripted, capsys):
@@ -354,6 +356,20 @@ def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
     assert f"{shards[1]}: shard 1/2 did not finish; rerun its command, then merge" in refused(*shards)
     assert "is not the run folder of a `revise --shard i/n` run" in refused(str(tmp_path / "all"), shards[0])
     assert "no manifest.json" in refused(str(tmp_path), shards[0])
+    (Path(shards[1]) / "manifest.json").write_text(json.dumps(manifest))
+
+    # merge is a stage: it never writes into a shard, and another command's folder is refused
+    before = (Path(shards[0]) / "revised.jsonl").read_bytes()
+    assert main(["merge", *shards, "--output", shards[0], "--overwrite"]) == 2
+    assert "lies inside --output" in capsys.readouterr().err
+    assert (Path(shards[0]) / "revised.jsonl").read_bytes() == before
+    # the same input named two ways is one input
+    relative = str(tmp_path / "relative")
+    assert revise_cli("--input", os.path.relpath(source), "--output", relative, "--shard", "1/2") == 0
+    assert main(["merge", shards[0], relative, "--output", str(tmp_path / "mixed")]) == 0
+    # a shard holding an id the input lacks is named as such
+    (Path(shards[0]) / "revised.jsonl").write_text(before.decode().replace('"id": "revised"', '"id": "ghost"', 1))
+    assert f"{shards[0]} holds id 'ghost', which {source} lacks" in refused(*shards)
 
 
 def test_a_trace_longer_than_the_models_context_is_skipped_at_once(tmp_path, scripted):

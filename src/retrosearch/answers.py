@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import queue
 import re
+import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -99,9 +100,11 @@ class Verdict:
 def _serve(checks: Connection, owner: int) -> None:
     """A worker: one check at a time from its pipe, until the pipe closes. On Linux the kernel also kills it
     the moment its starter ends, even in the middle of a check that holds the interpreter for minutes."""
+    # Ctrl-C is the command's to handle (one line, exit 130), not ours. A Ctrl-C in the fraction of a second a worker
+    # takes to start still reaches it: multiprocessing gives no way to start it with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":
         import ctypes
-        import signal
 
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() != owner:  # it ended before the line above

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
+    except BrokenPipeError:  # the reader went away (`retrosearch inspect … | head`): nothing to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (DataError, RunError, ValueError, OSError) as error:
         if os.environ.get("RETROSEARCH_DEBUG"):
             raise

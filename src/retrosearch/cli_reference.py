@@ -23,7 +23,8 @@ def markdown() -> str:
         "Generated from the command registry (`retrosearch.stages.registry`) when the manual is built. Every "
         "option can also come from a YAML file (`--config FILE`, names as below without the dashes); options "
         "given on the command line win. Exit codes: 0 done, 2 bad input or a refused run (one line says why), "
-        "3 finished with failed rows (rerun to retry them), 130 interrupted (rerun to resume).\n",
+        "3 finished with failed rows (rerun to retry them), 130 interrupted (rerun to resume), 141 the reader of its "
+        "output went away.\n",
     ]
     for kind in KINDS:
         chosen = [command for command in COMMANDS.values() if command.kind == kind]

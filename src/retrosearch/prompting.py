@@ -29,16 +29,18 @@ def opened_by(prompt: str) -> str:
 
 def overlap(prompt: str, trace: str) -> int:
     """How many leading characters of `trace` the prompt already holds: none, unless the template opened the
-    reasoning and the trace opens with the same marker (then the marker and the whitespace after it they share)."""
+    reasoning and the trace opens with the same marker, maybe after whitespace (then that whitespace, the marker
+    and the whitespace after it they share)."""
     opened = opened_by(prompt)
     marker = opened.rstrip()
-    if not opened or not trace.startswith(marker):
+    leading = len(trace) - len(trace.lstrip())  # whitespace before the trace's own marker goes with it
+    if not opened or not trace.startswith(marker, leading):
         return 0
-    after_trace, after_prompt = trace[len(marker) :], opened[len(marker) :]
+    after_trace, after_prompt = trace[leading + len(marker) :], opened[len(marker) :]
     shared = 0  # the whitespace after the marker, as far as both have the same
     while shared < min(len(after_trace), len(after_prompt)) and after_trace[shared] == after_prompt[shared]:
         shared += 1
-    return len(marker) + shared
+    return leading + len(marker) + shared
 
 
 def join(prompt: str, trace: str) -> str:

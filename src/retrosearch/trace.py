@@ -126,5 +126,15 @@ def parse(text: str, trace_format: TraceFormat | None = None) -> Trace:
     return Trace(text[:head_end], text[head_end:body_end].split(SEPARATOR), text[body_end:], fmt)
 
 
+def check_keywords(keywords: Sequence[str]) -> None:
+    """Refuse an empty list or a blank keyword, which would open a thought at every step."""
+    if not keywords or not all(keyword.strip() for keyword in keywords):
+        raise ValueError("--keywords takes one or more words (none may be blank)")
+
+
 def with_keywords(keywords: Sequence[str] | None) -> KeywordMatcher:
-    return KeywordMatcher(tuple(keywords) if keywords else DEFAULT_KEYWORDS)
+    """The matcher of the given keywords (checked), or of the default ones when none are given."""
+    if not keywords:
+        return KeywordMatcher(DEFAULT_KEYWORDS)
+    check_keywords(keywords)
+    return KeywordMatcher(tuple(keywords))

@@ -47,6 +47,7 @@ class Sample:
     record: dict[str, Any] = field(default_factory=dict)
     layout: str = "field"  # how `response` maps back into `record`
     trace_field: str = ""
+    newline: str = "\n"  # the input's line ending: the trace is read with "\n" and written back with this
 
 
 def _first(record: dict, names: Iterable[str]) -> str | None:
@@ -85,7 +86,16 @@ def _field(record: dict, named: str | None, candidates: tuple[str, ...], where: 
 
 def _record_id(record: dict, fields: FieldMap, where: str, default: str) -> str:
     id_field = _field(record, fields.id, ID_FIELDS, where, "--id-field")
-    return str(record[id_field]) if id_field else default
+    if id_field is None:
+        return default
+    value = record[id_field]
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DataError(
+            f"{where}: the id ('{id_field}') is missing; give every row an id, or name another with --id-field"
+        )
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise DataError(f"{where}: the id ('{id_field}') is {type(value).__name__}, not text or a number; fix the row")
+    return str(value)
 
 
 def to_sample(record: dict, where: str, fields: FieldMap, row_number: int) -> Sample:
@@ -133,7 +143,10 @@ def to_sample(record: dict, where: str, fields: FieldMap, row_number: int) -> Sa
     sample_id = _record_id(record, fields, where, f"row-{row_number}")
     for name, text in (("problem", problem), ("trace", response), ("gold answer", gold), ("id", sample_id)):
         _check_unicode(text, where, name)
-    return Sample(sample_id, problem, gold, response, where, record, layout, trace_field or "")
+    newline = "\r\n" if "\r\n" in response else "\n"  # steps are split on blank lines, whatever the line ending
+    return Sample(
+        sample_id, problem, gold, response.replace("\r\n", "\n"), where, record, layout, trace_field or "", newline
+    )
 
 
 def _check_unicode(text: str | None, where: str, what: str) -> None:
@@ -159,24 +172,28 @@ def _gold_text(value: Any) -> str | None:
 
 
 def with_response(sample: Sample, response: str) -> dict[str, Any]:
-    """The input record with its trace replaced by `response`, in the input's own layout."""
+    """The input record with its trace replaced by `response`, in the input's own layout and line endings."""
     record = dict(sample.record)
+
+    def written(text: str) -> str:
+        return text.replace("\n", sample.newline) if sample.newline != "\n" else text
+
     if sample.layout == "chat":
         turns = [dict(t) for t in record[sample.trace_field]]
         for turn in reversed(turns):
             if turn.get("role", turn.get("from")) in ("assistant", "gpt"):
-                turn["content" if "content" in turn else "value"] = response
+                turn["content" if "content" in turn else "value"] = written(response)
                 break
         record[sample.trace_field] = turns
     elif sample.layout == "s1k":
-        thinking, attempt = _split_s1k(response)
+        thinking, attempt = (written(part) for part in _split_s1k(response))
         original = record["thinking_trajectories"]
         record["thinking_trajectories"] = [thinking] if isinstance(original, list) else thinking
         record["attempt"] = attempt
     else:
         original = record.get(sample.trace_field)
         is_list = isinstance(original, list) and len(original) == 1
-        record[sample.trace_field] = [response] if is_list else response
+        record[sample.trace_field] = [written(response)] if is_list else written(response)
     return record
 
 
@@ -330,6 +347,7 @@ def read_problems(
         chosen = sample_problems(split, limit or ORGANISM_DEFAULT_COUNT, seed=seed)
         return [ProblemRow(p.id, p.text, str(p.answer)) for p in chosen]
     problems: list[ProblemRow] = []
+    seen: dict[str, str] = {}
     for number, (record, where) in enumerate(read_records(source), start=1):
         if limit is not None and len(problems) >= limit:
             break
@@ -349,6 +367,9 @@ def read_problems(
         problem_id = f"{id_prefix}-{number}" if id_prefix else _record_id(record, fields, where, f"problem-{number}")
         for name, text in (("problem", record[problem_field]), ("gold answer", answer), ("id", problem_id)):
             _check_unicode(text, where, name)
+        if problem_id in seen:
+            raise DataError(f"{where}: id '{problem_id}' repeats {seen[problem_id]}; ids must be unique")
+        seen[problem_id] = where
         problems.append(ProblemRow(problem_id, record[problem_field], answer))
     if not problems:
         raise DataError(f"{source}: no problems found")

@@ -11,11 +11,44 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from retrosearch.data.inputs import DataError
+
+LEDGER = ".written"  # in a run folder: the names its runs wrote (or patterns a library writes), one a line
+_RUN_FOLDERS: ContextVar[tuple[Path, ...]] = ContextVar("retrosearch_run_folders", default=())
+
+
+@contextmanager
+def recording(folder: Path) -> Iterator[None]:
+    """While inside, every file written under `folder` (through this module, or claimed) is recorded in its ledger,
+    so that `--overwrite` removes what runs wrote and nothing else."""
+    token = _RUN_FOLDERS.set((*_RUN_FOLDERS.get(), folder.resolve()))
+    try:
+        yield
+    finally:
+        _RUN_FOLDERS.reset(token)
+
+
+def claim(path: Path | str) -> None:
+    """Record that a run writes `path` (or, with wildcards, the names matching it), before it is written: the run
+    folders it lies in list its top-level name. For files written by libraries (checkpoints, weights)."""
+    target = Path(path).parent.resolve() / Path(path).name
+    for folder in _RUN_FOLDERS.get():
+        if target != folder and target.is_relative_to(folder):
+            name = target.relative_to(folder).parts[0]
+            if name not in written(folder):
+                with open(folder / LEDGER, "a", encoding="utf-8") as ledger:
+                    ledger.write(name + "\n")
+
+
+def written(folder: Path) -> set[str]:
+    """The names (or patterns) a run folder's runs wrote."""
+    ledger = folder / LEDGER
+    return set(ledger.read_text(encoding="utf-8").splitlines()) if ledger.exists() else set()
 
 
 class JsonlAppender:
@@ -25,6 +58,7 @@ class JsonlAppender:
     def __init__(self, path: Path, overwrite: bool = False) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        claim(path)
         if overwrite and path.exists():
             path.unlink()
         self._drop_torn_tail()
@@ -104,6 +138,7 @@ def _whole(path: Path) -> Iterator[Path]:
     """A temporary file beside `path` that replaces it once written, or is removed if the writing fails (a full
     disk): a file is written whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    claim(path)
     temporary = path.with_suffix(path.suffix + ".tmp")
     try:
         yield temporary
@@ -125,6 +160,7 @@ def write_json(path: Path, payload: Any) -> None:
 
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:
     """Append one row to a log (no ids, nothing resumed from it), on disk at once."""
+    claim(path)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 

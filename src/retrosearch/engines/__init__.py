@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -46,7 +47,9 @@ class EngineConfig:
     )
     base_url: str | None = option(None, "openai: server address, e.g. http://127.0.0.1:8000 (without /v1)")
     api_key_env: str | None = option(
-        None, "openai: environment variable holding the API key (the key itself never goes on the command line)"
+        None,
+        "openai: environment variable holding the API key (the key itself never goes on the command line)",
+        speed_only=True,
     )
     served_model: str | None = option(
         None, "openai: the model's name on the server (default: --model; the organism's checkpoint path)"
@@ -55,7 +58,9 @@ class EngineConfig:
         "auto", "openai: send token ids (exact) or decoded text; auto tries ids and falls back once"
     )
     retries: int = option(
-        8, "openai: retries per request on 408/429/5xx, timeouts and broken connections (backoff with jitter)"
+        8,
+        "openai: retries per request on 408/429/5xx, timeouts and broken connections (backoff with jitter)",
+        speed_only=True,
     )
     ban_method: Literal["logit_bias", "generation_config", "reject"] = option(
         "logit_bias",
@@ -94,7 +99,17 @@ def _transformers(model: str, config: EngineConfig) -> Engine:
     )
 
 
+def _installed(module: str, install: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(install)
+
+
 def _vllm(model: str, config: EngineConfig) -> Engine:
+    _installed(
+        "vllm",
+        "--engine vllm needs vLLM: pip install 'retrosearch[vllm]' (on a CPU, vLLM's CPU build: make vllm-setup, "
+        "then .venv-vllm/bin/retrosearch)",
+    )
     from retrosearch.engines.vllm_engine import VLLMEngine
 
     return VLLMEngine.from_pretrained(
@@ -108,6 +123,7 @@ def _vllm(model: str, config: EngineConfig) -> Engine:
 
 
 def _openai(model: str, config: EngineConfig) -> Engine:
+    _installed("httpx", "--engine openai needs httpx: pip install 'retrosearch[openai]'")
     from retrosearch.engines.openai_engine import OpenAIEngine
 
     if not config.base_url:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import random
+import re
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 PromptFormat = Literal["auto", "ids", "text"]
+
+
+# How a server says its prompt must be text (transformers serve: "prompt must be a string."). Any other refusal of a
+# prompt, such as one longer than the model's context, is that request's failure: decoded text is not token-exact.
+TEXT_ONLY = re.compile(r"(must|should) be a (valid )?str(ing)?|not a valid str(ing)?|expected (a )?str(ing)?", re.I)
 
 
 class _Retry(Exception):
@@ -166,7 +172,7 @@ class OpenAIEngine(StreamingEngine):
         body = (await reply.aread()).decode(errors="replace")
         if reply.status_code in RETRY_STATUS:
             raise _Retry(f"HTTP {reply.status_code}")
-        if reply.status_code in (400, 422) and not sent_text and "prompt" in body.lower():
+        if reply.status_code in (400, 422) and not sent_text and TEXT_ONLY.search(body):
             raise _PromptNotAccepted
         raise ServerError(f"{self.base_url} answered HTTP {reply.status_code}: {body[:300]}")
 

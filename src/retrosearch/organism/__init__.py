@@ -12,6 +12,6 @@ def checkpoint_path() -> Path:
     if not (CHECKPOINT / "model.safetensors").exists():
         raise FileNotFoundError(
             f"the organism checkpoint is missing at {CHECKPOINT}; train one with "
-            "`retrosearch organism train --out DIR` and copy it there"
+            "`retrosearch organism train --output DIR` and copy it there"
         )
     return CHECKPOINT

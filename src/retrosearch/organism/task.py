@@ -8,7 +8,9 @@ works. That is the search shape Retro-Search repairs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import random
 import re
 from dataclasses import dataclass
@@ -83,10 +85,21 @@ def random_problem(rng: random.Random) -> Problem:
     return Problem(tuple(rng.choice(choices) for _ in range(NUM_OPS)), rng.randrange(10))
 
 
+@functools.cache
+def split_size(split: str) -> int:
+    """How many distinct problems a split holds (every chain of operations, every target)."""
+    chains = itertools.product(all_ops(), repeat=NUM_OPS)
+    return sum(Problem(ops, target).split == split for ops in chains for target in range(10))
+
+
 def sample_problems(split: str, count: int, seed: int) -> list[Problem]:
     """`count` distinct problems of one split, the same for the same seed."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if count > split_size(split):
+        raise ValueError(
+            f"the organism's {split} split holds {split_size(split):,} problems; ask for at most that many (--limit)"
+        )
     rng = random.Random(f"organism-{split}-{seed}")
     seen: set[str] = set()
     problems: list[Problem] = []

@@ -1,4 +1,4 @@
-"""Train the organism on teacher traces (`retrosearch organism train --out DIR`, in `stages/organism_train.py`).
+"""Train the organism on teacher traces (`retrosearch organism train --output DIR`, in `stages/organism_train.py`).
 
 One loop, nanoGPT-style: fresh teacher traces every step (seeded by step, so a resumed run sees the
 same data), AdamW with warm-up and cosine decay, loss on the assistant turn only, sampled accuracy on

@@ -12,19 +12,31 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from retrosearch.config import option, option_names, read_yaml
-from retrosearch.data.outputs import write_json, write_whole
-from retrosearch.stages.folder import MANIFEST, now, versions
+from retrosearch.data.outputs import recording, write_json, write_whole
+from retrosearch.stages.folder import MANIFEST, RunError, now, versions
 from retrosearch.stages.registry import COMMANDS, as_option, command_line
 from retrosearch.tables import markdown
 
 RECIPE_SUMMARY = "recipe_summary.json"
 TABLE = "table.md"
+
+
+class StageFailed(RunError):
+    """A recipe stopped at a stage some of whose rows failed; rerunning the recipe retries them and goes on."""
+
+    def __init__(self, stage: str, errors: int) -> None:
+        super().__init__(
+            f"the recipe stopped at stage {stage}: {errors} row(s) failed (status 'error', with the reason in its "
+            "output); rerun the same command to retry them and go on"
+        )
+        self.stage, self.errors = stage, errors
 
 
 @dataclass(frozen=True)
@@ -67,9 +79,17 @@ def load_recipe(path: str, output: str | None = None, seed: int | None = None) -
             options["seed"] = seed
         stages.append(Stage(stage.get("name", f"stage{index}"), stage["command"], options))
     names = [s.name for s in stages]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{path}: stage name(s) {', '.join(repeated)} used twice; give every stage its own name")
+    commands = {s.name: s.command for s in stages}
     for name in raw.get("table", []):
         if name not in names:
             raise ValueError(f"{path}: table names unknown stage {name!r}")
+        if commands[name] != "eval":
+            raise ValueError(
+                f"{path}: table names stage {name!r}, a {commands[name]} stage; the table shows eval stages"
+            )
     default_output = raw.get("output", f"runs/{Path(path).stem}")
     if seed is not None:
         default_output += f"-seed{seed}"
@@ -91,20 +111,36 @@ def stage_output(recipe: Recipe, stage: Stage) -> str:
     return stage.options.get("output") or str(Path(recipe.output) / stage.name)
 
 
-def resolve(recipe: Recipe, stage: Stage) -> dict[str, Any]:
-    """The stage's options with placeholders filled in."""
-    outputs = {s.name: stage_output(recipe, s) for s in recipe.stages}
-    outputs["output"] = recipe.output
-
-    def fill(value: Any) -> Any:
-        if isinstance(value, str):
-            return PLACEHOLDER.sub(lambda m: outputs.get(m.group(1), m.group(0)), value)
-        if isinstance(value, list):
-            return [fill(v) for v in value]
+def _filled(value: Any, outputs: dict[str, str], where: str) -> Any:
+    """`value` with every {placeholder} replaced; a placeholder that names nothing is refused."""
+    if isinstance(value, list):
+        return [_filled(item, outputs, where) for item in value]
+    if not isinstance(value, str):
         return value
 
-    options = {key.replace("-", "_"): fill(value) for key, value in stage.options.items()}
-    options["output"] = fill(stage_output(recipe, stage))
+    def replace(match: re.Match) -> str:
+        if match.group(1) not in outputs:
+            known = ", ".join(f"{{{name}}}" for name in outputs)
+            raise ValueError(f"{where}: {match.group(0)} names no stage (known here: {known})")
+        return outputs[match.group(1)]
+
+    return PLACEHOLDER.sub(replace, value)
+
+
+def _outputs(recipe: Recipe) -> dict[str, str]:
+    """Every stage's run folder, placeholders filled (a stage's output may use {output} and earlier stages')."""
+    outputs = {"output": recipe.output}
+    for stage in recipe.stages:
+        outputs[stage.name] = _filled(stage_output(recipe, stage), outputs, f"{recipe.name}: stage {stage.name}")
+    return outputs
+
+
+def resolve(recipe: Recipe, stage: Stage) -> dict[str, Any]:
+    """The stage's options with placeholders filled in."""
+    outputs = _outputs(recipe)
+    where = f"{recipe.name}: stage {stage.name}"
+    options = {key.replace("-", "_"): _filled(value, outputs, where) for key, value in stage.options.items()}
+    options["output"] = outputs[stage.name]
     return options
 
 
@@ -164,23 +200,26 @@ def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed
         started = time.monotonic()
         results[name] = COMMANDS[command].run(options)
         timings[name] = round(time.monotonic() - started, 1)
+        if results[name].get("errors"):
+            raise StageFailed(name, results[name]["errors"])
     table = final_table(recipe, results)
     root = Path(recipe.output)
-    write_whole(root / TABLE, table)
-    write_json(
-        root / RECIPE_SUMMARY, {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results}
-    )
-    config = RunConfig(path, output, seed=seed)
-    write_json(
-        root / MANIFEST,
-        {
-            "command": "run",
-            "command_line": command_line("run", (config,)),
-            "recipe": path,
-            "versions": versions(),
-            "finished": now(),
-        },
-    )
+    with recording(root):
+        write_whole(root / TABLE, table)
+        write_json(
+            root / RECIPE_SUMMARY, {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results}
+        )
+        config = RunConfig(path, output, seed=seed)
+        write_json(
+            root / MANIFEST,
+            {
+                "command": "run",
+                "command_line": command_line("run", (config,)),
+                "recipe": path,
+                "versions": versions(),
+                "finished": now(),
+            },
+        )
     return table
 
 
@@ -188,5 +227,9 @@ def run(config: RunConfig) -> dict[str, Any]:
     """`retrosearch run`: print the plan (`dry_run`) or run the recipe and print the paper's table."""
     if not config.recipe:
         raise ValueError("run needs a recipe YAML file")
-    print(run_recipe(config.recipe, config.output, config.dry_run, config.seed), end="")
+    try:
+        print(run_recipe(config.recipe, config.output, config.dry_run, config.seed), end="")
+    except StageFailed as stopped:
+        print(f"retrosearch: {stopped}", file=sys.stderr)
+        return {"errors": stopped.errors, "output": None}
     return {"output": None if config.dry_run else load_recipe(config.recipe, config.output, config.seed).output}

@@ -28,7 +28,7 @@ from retrosearch.config import at_least, option
 from retrosearch.engines.base import Completion, Engine, Request, SamplingConfig
 from retrosearch.prompting import joined_ids
 from retrosearch.seeds import derive_seed
-from retrosearch.trace import DEFAULT_KEYWORDS, SEPARATOR, KeywordMatcher, Trace, parse
+from retrosearch.trace import DEFAULT_KEYWORDS, SEPARATOR, KeywordMatcher, Trace, check_keywords, parse
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,7 @@ class RetroSearchConfig:
         if not 0.0 < self.partial <= 1.0:
             raise ValueError("partial must be in (0, 1]")
         at_least(self, 1, "step_max_tokens", "lookahead")
-        if not self.keywords or not all(keyword.strip() for keyword in self.keywords):
-            raise ValueError("--keywords takes one or more words (none may be blank)")
+        check_keywords(self.keywords)
 
 
 @dataclass

@@ -195,7 +195,8 @@ def evaluate(
                 rows = list(read_rows(folder / "generate" / SAMPLES_FILE, SampleRow, set(stage.ids)))
                 results[name] = {**summarize_samples(rows, config.samples), "left_out_no_gold": no_gold}
         write_whole(output / RESULTS_FILE, results_table(engine_config.model, results, config.samples))
-        return {"model": engine_config.model, "k": config.samples, "benchmarks": results}
+        failed = sum(result["failed_samples"] for result in results.values())
+        return {"model": engine_config.model, "k": config.samples, "benchmarks": results, "errors": failed}
 
     return run_once(
         "eval",

@@ -4,12 +4,13 @@ summary.json record the run."""
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import hashlib
 import json
 import os
 import platform
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime, timezone
@@ -17,12 +18,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from retrosearch.data.outputs import write_json
+from retrosearch.data.outputs import LEDGER, recording, write_json, written
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 LOCK = ".lock"
+TRASH = ".overwritten"  # where --overwrite moves a run's files before removing them
 PATH_KEYS = ("input", "problems", "data_dir", "model", "shards")  # config entries that may name local paths
+READ_FILES = ("system_prompt_file", "chat_template")  # files every stage that prompts reads: their contents count
 WHOLE_FILE_LIMIT = 256 * 2**20  # larger files are fingerprinted by size and modification time
 
 
@@ -123,35 +126,86 @@ def open_run(
     config, and input paths count resolved, so `--output ./x` resumes `--output x` and a moved folder
     resumes. `--overwrite` empties only a run folder (one with a manifest) or an empty one.
     """
-    resolved = _comparable(payload, resume_keys)
-    inputs = _fingerprints(payload, fingerprinted)
+    resolved = comparable(payload, resume_keys)
+    inputs = _fingerprints(payload, (*fingerprinted, *READ_FILES))
     digest = _digest(resolved, inputs)
     manifest_path = output / MANIFEST
     if output.exists() and not output.is_dir():
         raise RunError(f"{output} is a file; --output names a run folder")
-    foreign = output.exists() and not manifest_path.exists() and any(c.name != LOCK for c in output.iterdir())
-    if overwrite and foreign:
+    if output.is_symlink():
+        raise RunError(f"{output} is a link; --output names a run folder of its own")
+    ours = (LOCK, TRASH, LEDGER)
+    foreign = output.exists() and not manifest_path.exists() and any(c.name not in ours for c in output.iterdir())
+    if foreign:
         raise RunError(
-            f"{output} is not a retrosearch run folder (it has no {MANIFEST}); --overwrite removes only "
-            "run folders: choose another --output"
+            f"{output} holds files and is no retrosearch run folder (it has no {MANIFEST}); a stage writes only into "
+            "an empty folder or its own run folder: choose another --output"
         )
+    _refuse_inputs_inside(output, payload)
     output.mkdir(parents=True, exist_ok=True)
     with hold(output):
         if overwrite:
-            for child in output.iterdir():
-                if child.name != LOCK:
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            _empty(output)
         elif manifest_path.exists():
             previous = json.loads(manifest_path.read_text())
             # the stored hash, or the stored config hashed by today's rules: a setting a later version counts as
             # speed-only (or adds as one) does not strand runs made before
-            today = _digest(_comparable(previous.get("config", {}), resume_keys), previous.get("input_fingerprints"))
-            if digest not in (previous.get("config_hash"), today):
+            earlier_inputs = previous.get("input_fingerprints") or {}
+            today = _digest(comparable(previous.get("config", {}), resume_keys), earlier_inputs)
+            # inputs a run made before they were fingerprinted did not record are taken as they are now
+            recorded = {key: value for key, value in inputs.items() if key in earlier_inputs}
+            if not {digest, _digest(resolved, recorded)} & {previous.get("config_hash"), today}:
                 raise RunError(
                     f"{output} holds a run with other {_differences(previous, resolved, inputs, resume_keys)}; "
                     "pass --overwrite to start again or choose a new --output"
                 )
-        yield RunFolder(output, payload, digest, inputs)
+        with recording(output):
+            yield RunFolder(output, payload, digest, inputs)
+
+
+def _refuse_inputs_inside(output: Path, payload: dict[str, Any]) -> None:
+    """A run folder never holds its own input: `--overwrite` would remove it."""
+    folder = output.resolve()
+    for section in payload.values():
+        for key, value in section.items() if isinstance(section, dict) else ():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for item in values:
+                if key in PATH_KEYS and _local(item) and Path(item).resolve().is_relative_to(folder):
+                    raise RunError(
+                        f"--{key.replace('_', '-')} {item} lies inside --output {output}; choose another --output"
+                    )
+
+
+def _ours(output: Path) -> Callable[[str], bool]:
+    """Whether a name in a run folder was written by its runs (its ledger says so). A folder made before runs kept a
+    ledger is all its runs'."""
+    if not (output / LEDGER).exists():
+        return lambda name: name not in (LOCK, TRASH)
+    names = written(output) | {MANIFEST, SUMMARY, LEDGER}
+    return lambda name: any(fnmatch.fnmatchcase(name, pattern) for pattern in names)
+
+
+def _empty(output: Path) -> None:
+    """Remove what a run folder's runs wrote (its lock kept; files they did not write stay) all or nothing, never
+    following a link out: every entry is first moved into one hidden folder inside it (a rename each, undone if one
+    fails), then that folder goes."""
+    trash = output / TRASH
+    if trash.exists():
+        shutil.rmtree(trash)  # left by an earlier --overwrite that was killed while removing
+    ours = _ours(output)
+    trash.mkdir()
+    moved: list[str] = []
+    try:
+        for child in sorted(output.iterdir()):
+            if child.name not in (LOCK, TRASH) and ours(child.name):
+                child.rename(trash / child.name)
+                moved.append(child.name)
+    except OSError:
+        for name in moved:
+            (trash / name).rename(output / name)
+        trash.rmdir()
+        raise
+    shutil.rmtree(trash)  # removes links themselves, never what they point to
 
 
 def _digest(resolved: dict[str, Any], inputs: dict[str, str] | None) -> str:
@@ -162,7 +216,7 @@ def _differences(
     manifest: dict[str, Any], resolved: dict[str, Any], inputs: dict[str, str], resume_keys: tuple[str, ...]
 ) -> str:
     """What differs between a folder's run and this one, as 'settings (a.b, c.d)' or 'input contents (x)'."""
-    keys = differing_keys(_comparable(manifest.get("config", {}), resume_keys), resolved)
+    keys = differing_keys(comparable(manifest.get("config", {}), resume_keys), resolved)
     if keys:
         return f"settings ({', '.join(keys)})"
     changed = sorted(k for k in inputs if manifest.get("input_fingerprints", {}).get(k) != inputs[k])
@@ -183,7 +237,7 @@ def differing_keys(first: dict[str, Any], second: dict[str, Any], prefix: str = 
     return keys
 
 
-def _comparable(payload: dict[str, Any], resume_keys: tuple[str, ...]) -> dict[str, Any]:
+def comparable(payload: dict[str, Any], resume_keys: tuple[str, ...]) -> dict[str, Any]:
     """What a run's results depend on, as the manifest stores it: local paths resolved, the folder's own path
     and the speed-only entries left out, tuples as JSON lists."""
     return json.loads(json.dumps(without(_resolved(payload), (*resume_keys, "output")), default=str))
@@ -195,11 +249,14 @@ def _local(value: Any) -> bool:
 
 
 def _fingerprints(payload: dict[str, Any], keys: tuple[str, ...]) -> dict[str, str]:
-    """Fingerprints of the local inputs named by `keys`; a list of paths (merge's shards) has one of them all."""
+    """Fingerprints of the local inputs named by `keys` (nested configs looked into); a list of paths (merge's
+    shards) has one of them all."""
     found = {}
     for section in payload.values():
         for key, value in section.items() if isinstance(section, dict) else ():
-            if key in keys and _local(value):
+            if isinstance(value, dict):
+                found.update(_fingerprints({key: value}, keys))
+            elif key in keys and _local(value):
                 found[key] = fingerprint(Path(value))
             elif key in keys and isinstance(value, (list, tuple)) and value and all(map(_local, value)):
                 found[key] = config_hash([fingerprint(Path(item)) for item in value])

@@ -164,6 +164,7 @@ def generate_stage(
         facts={"problems": config.problems},
         counts=("samples", "correct", "errors"),
         finish=write_traces,
+        fingerprinted=("problems",),
     )
 
 

@@ -12,7 +12,7 @@ from retrosearch.data.inputs import sample_ids
 from retrosearch.data.outputs import write_json, write_jsonl
 from retrosearch.engines import EngineConfig
 from retrosearch.search.retro_search import RetroSearchConfig
-from retrosearch.stages.folder import MANIFEST, SUMMARY, RunError, RunFolder, differing_keys, without
+from retrosearch.stages.folder import MANIFEST, SUMMARY, RunError, RunFolder, comparable, differing_keys
 from retrosearch.stages.revise import OUTPUT_FILE, ReviseConfig, RevisedRow, field_map, parse_shard, summarize
 from retrosearch.stages.template import read_rows, run_once
 
@@ -75,9 +75,9 @@ def _verified_rows(shards: list[str]) -> tuple[list[RevisedRow], dict[str, dict[
         raise RunError(f"merge needs the folders of shards 0/{count} .. {count - 1}/{count}, each once")
     # what may differ between the shards of one run
     ignored = (*speed_only(ReviseConfig, RetroSearchConfig, EngineConfig), "shard", "output")
-    first = without(manifests[0]["config"], ignored)
+    first = comparable(manifests[0]["config"], ignored)  # input paths resolved: t.jsonl is ./t.jsonl
     for folder, manifest in zip(shards[1:], manifests[1:], strict=True):
-        differing = differing_keys(first, without(manifest["config"], ignored))
+        differing = differing_keys(first, comparable(manifest["config"], ignored))
         if differing:
             raise RunError(f"{folder} was run with other settings than {shards[0]}: {', '.join(differing)}")
 
@@ -89,7 +89,14 @@ def _verified_rows(shards: list[str]) -> tuple[list[RevisedRow], dict[str, dict[
     first_config = configs[0]
     if Path(first_config["input"]).exists():
         expected = sample_ids(first_config["input"], field_map(ReviseConfig(**first_config)), first_config["limit"])
-        present = set(ids)
+        present, known = set(ids), set(expected)
+        for (_, folder), rows in zip(parsed, rows_by_shard, strict=True):
+            stray = next((row.id for row in rows if row.id not in known), None)
+            if stray is not None:
+                raise RunError(
+                    f"merge: {folder} holds id {stray!r}, which {first_config['input']} lacks; "
+                    "were the shards run on this input?"
+                )
         missing = [row_id for row_id in expected if row_id not in present]
         if missing or len(ids) != len(expected):
             raise RunError(

@@ -244,6 +244,7 @@ def revise_stage(config: ReviseConfig, search: RetroSearchConfig, engine_config:
         summarize=summarize,
         facts={"input": config.input},
         counts=("samples", "revised", "errors"),
+        fingerprinted=("input",),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from retrosearch.config import at_least, option, overwrite_option
 from retrosearch.data.inputs import DataError, FieldMap, read_records, to_sample
+from retrosearch.data.outputs import claim
 from retrosearch.engines import resolve_model
 from retrosearch.engines.base import PromptConfig, chat_prompt, encode
 from retrosearch.prompting import completion_part
@@ -175,6 +176,8 @@ def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model))
         pairs, counts = training_pairs(config, tokenizer)
         trainer = build_trainer(config, pairs)
+        for written_by_trainer in ("checkpoint-*", "final"):
+            claim(run.path / written_by_trainer)  # TRL and transformers write these, not our writer
         resume = any(run.path.glob("checkpoint-*"))
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         model = trainer.model

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from retrosearch.config import speed_only
 from retrosearch.data.inputs import DataError
-from retrosearch.data.outputs import JsonlAppender, write_in_order
+from retrosearch.data.outputs import LEDGER, JsonlAppender, claim, write_in_order
 from retrosearch.engines import Engine, EngineConfig
 from retrosearch.executors import Executor, ExecutorConfig, WorkerSpec, make_executor
 from retrosearch.runner import ErrorRow, HasId
@@ -47,6 +47,7 @@ class RowStage(Generic[Row]):
     facts: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest
     counts: tuple[str, ...] = ("samples", "errors")  # summary figures the finished manifest records
     finish: Callable[[list[Row | ErrorRow]], None] | None = None  # derived files, written from the rows
+    fingerprinted: tuple[str, ...] = ()  # config entries naming local inputs whose contents the rows depend on
 
 
 def run_stage(
@@ -63,7 +64,8 @@ def run_stage(
 
 def run_rows(stage: RowStage[Row], executor: Executor, quiet: bool = False) -> dict[str, Any]:
     """Run (or resume) a row stage in its folder; returns the summary, also in summary.json."""
-    with open_run(stage.folder, config_payload(*stage.configs), stage.overwrite, speed_only(*stage.configs)) as run:
+    payload, resume_keys = config_payload(*stage.configs), speed_only(*stage.configs)
+    with open_run(stage.folder, payload, stage.overwrite, resume_keys, stage.fingerprinted) as run:
         started_at, started = now(), time.monotonic()
         facts = {**_command(stage.name, stage.configs), **executor.model_facts(), **stage.facts, "started": started_at}
         run.write_manifest({**facts, "finished": None})
@@ -121,21 +123,31 @@ def run_once(
     quiet: bool = False,
     show: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run a whole stage in its folder once; a rerun with the same settings and inputs returns its summary."""
+    """Run a whole stage in its folder once; a rerun with the same settings and inputs returns its summary. A run
+    whose summary counts `errors`, or says it `stopped_early`, is not finished: a rerun works again (the stage retries
+    what failed, or goes on)."""
     payload, resume_keys = config_payload(*configs), speed_only(*configs)
     with open_run(folder, payload, overwrite, resume_keys, fingerprinted) as run:
         done = run.finished_summary()
         if done is None:
             started_at, started = now(), time.monotonic()
             facts = {**_command(name, configs), "started": started_at}
+            before = {child.name for child in folder.iterdir()}
             run.write_manifest({**facts, "finished": None})
             try:
                 done = {**work(run), "wall_seconds": time.monotonic() - started}
             except BaseException:
-                if {child.name for child in folder.iterdir()} <= {LOCK, MANIFEST}:
+                if {child.name for child in folder.iterdir()} <= {LOCK, MANIFEST, LEDGER}:
                     (folder / MANIFEST).unlink()  # a run that made nothing binds the folder to nothing
+                    (folder / LEDGER).unlink(missing_ok=True)
                 raise
-            _finish(run, done, facts)
+            finally:
+                for made in {child.name for child in folder.iterdir()} - before:
+                    claim(folder / made)  # what a library wrote during the work is the run's too
+            if done.get("errors") or done.get("stopped_early"):  # not finished: a rerun works on (and retries)
+                run.save_summary(done)
+            else:
+                _finish(run, done, facts)
         if not quiet:
             show(done) if show else print_figures(f"retrosearch {name} — {folder}", done)
         return done

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.config import option
-from retrosearch.data.outputs import write_whole
+from retrosearch.data.outputs import recording, write_whole
 from retrosearch.tables import print_figures
 from retrosearch.tools.report.page import MB, render
 from retrosearch.tools.report.runs import read_run
@@ -44,7 +44,8 @@ def write_report(
     report = read_run(folder, max_rows)
     html, shown = render(report, int(max_mb * MB))
     target = Path(output) if output else folder / "report.html"
-    write_whole(target, html)
+    with recording(folder):  # a report inside a run folder is the run's: --overwrite removes it with the rest
+        write_whole(target, html)
     return {
         "report": str(target),
         "bytes": len(html.encode()),
