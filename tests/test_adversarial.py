@@ -375,7 +375,8 @@ def started_children(pid: int, alive_for: float = 3.0) -> list[int]:
 def test_ctrl_c_ends_a_run_with_one_line(teacher_file, tmp_path):
     output = tmp_path / "run"
     process = subprocess.Popen(
-        revise_command(teacher_file, "--output", str(output), "--batch-size", "1"),  # slow: Ctrl-C comes mid-run
+        # slow on purpose (one row at a time, four rollouts a switch): the Ctrl-C comes mid-run
+        revise_command(teacher_file, "--output", str(output), "--batch-size", "1", "--rollouts", "4"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=command_env(),
@@ -385,9 +386,10 @@ def test_ctrl_c_ends_a_run_with_one_line(teacher_file, tmp_path):
     while not (output / "revised.jsonl").exists() or not (output / "revised.jsonl").read_text().strip():
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.2)
-    while not started_children(process.pid):  # an answer-checker worker, past its start-up
+    while not started_children(process.pid, alive_for=1.0):  # an answer-checker worker, past its start-up
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.2)
+    assert process.poll() is None
     os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole group, answer-checker worker included
     err = process.stderr.read().decode()
     assert process.wait(timeout=60) == 130

@@ -69,3 +69,12 @@ def test_generate_and_eval_on_ray_write_the_single_process_output(words, rows, t
         assert (tmp_path / "ray" / name).read_text() == (tmp_path / "here" / name).read_text(), name
     expected_rows = 24 if words[0] == "generate" else 12  # problems x samples
     assert (tmp_path / "ray" / rows[0]).read_text().count("\n") == expected_rows
+
+
+def test_every_replica_gets_a_block_of_a_small_run():
+    from retrosearch.executors.ray import block_size
+
+    assert block_size(20, 2, 128) == 10  # generate --limit 20 --replicas 2: two blocks, not one
+    assert block_size(1000, 2, 128) == 128
+    assert block_size(3, 4, 128) == 1
+    assert block_size(0, 2, 128) == 1

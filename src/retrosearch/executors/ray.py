@@ -17,6 +17,7 @@ or without actor restarts.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -28,6 +29,11 @@ from retrosearch.executors.base import Executor, ExecutorConfig, Worker, WorkerS
 from retrosearch.runner import HasId, RunStats, pending, row_or_error
 
 MAX_REPLACEMENTS = 8  # actors that may die in one run before it gives up
+
+
+def block_size(total: int, replicas: int, concurrency: int) -> int:
+    """Items per block: at most `concurrency`, and few enough that every replica gets a block of a small run."""
+    return max(1, min(concurrency, math.ceil(total / replicas)))
 
 
 class EngineActor:
@@ -83,11 +89,13 @@ class RayExecutor(Executor):
         stats = RunStats()
         progress = tqdm(total=total, desc=f"{description} (ray)", unit="sample")
 
+        size = block_size(total, self.config.replicas, self.concurrency)
+
         def fresh_blocks() -> Iterator[list[HasId]]:
             block: list[HasId] = []
             for item in pending(items, output, stats, progress):
                 block.append(item)
-                if len(block) == self.concurrency:
+                if len(block) == size:
                     yield block
                     block = []
             if block:
