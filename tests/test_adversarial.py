@@ -381,6 +381,8 @@ def test_ctrl_c_ends_a_run_with_one_line(teacher_file, tmp_path):
         stderr=subprocess.PIPE,
         env=command_env(),
         start_new_session=True,
+        # as from a terminal: a run started in the background of a script (CI's, say) inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (output / "revised.jsonl").exists() or not (output / "revised.jsonl").read_text().strip():
