@@ -41,10 +41,10 @@ def _run(args: argparse.Namespace) -> int:
     from retrosearch.stages.registry import COMMANDS
 
     command = COMMANDS[args.stage]
-    options = merged_options(args, args.config)
-    result = command.run(options)
+    configs = command.build(merged_options(args, args.config))
+    result = command.call(configs)
     if command.reported:
-        folder = result["output"] if "output" in result else getattr(command.build(options)[0], "output", None)
+        folder = result["output"] if "output" in result else getattr(configs[0], "output", None)
         if folder:
             print(f"see the run in a browser: retrosearch report {shlex.quote(folder)}")
     if result.get("errors"):

@@ -282,6 +282,13 @@ def _hub_records(dataset_id: str) -> Iterator[tuple[dict, str]]:
         yield record, f"{dataset_id}:row {number}"
 
 
+def _unique(item_id: str, where: str, seen: dict[str, str]) -> None:
+    """Refuse an id met before (naming both rows); remember it otherwise."""
+    if item_id in seen:
+        raise DataError(f"{where}: id '{item_id}' repeats {seen[item_id]}; ids must be unique")
+    seen[item_id] = where
+
+
 def iter_samples(path: str, fields: FieldMap = FieldMap(), limit: int | None = None) -> Iterator[Sample]:
     """Samples one at a time (ids must be unique): a dataset need not fit in memory."""
     seen: dict[str, str] = {}
@@ -289,9 +296,7 @@ def iter_samples(path: str, fields: FieldMap = FieldMap(), limit: int | None = N
         if limit is not None and number > limit:
             break
         sample = to_sample(record, source, fields, number)
-        if sample.id in seen:
-            raise DataError(f"{source}: id '{sample.id}' repeats {seen[sample.id]}; ids must be unique")
-        seen[sample.id] = source
+        _unique(sample.id, source, seen)
         yield sample
 
 
@@ -367,9 +372,7 @@ def read_problems(
         problem_id = f"{id_prefix}-{number}" if id_prefix else _record_id(record, fields, where, f"problem-{number}")
         for name, text in (("problem", record[problem_field]), ("gold answer", answer), ("id", problem_id)):
             _check_unicode(text, where, name)
-        if problem_id in seen:
-            raise DataError(f"{where}: id '{problem_id}' repeats {seen[problem_id]}; ids must be unique")
-        seen[problem_id] = where
+        _unique(problem_id, where, seen)
         problems.append(ProblemRow(problem_id, record[problem_field], answer))
     if not problems:
         raise DataError(f"{source}: no problems found")

@@ -40,7 +40,7 @@ def claim(path: Path | str) -> None:
     for folder in _RUN_FOLDERS.get():
         if target != folder and target.is_relative_to(folder):
             name = target.relative_to(folder).parts[0]
-            if name not in written(folder):
+            if name != LEDGER and name not in written(folder):
                 with open(folder / LEDGER, "a", encoding="utf-8") as ledger:
                     ledger.write(name + "\n")
 

@@ -1,10 +1,11 @@
 """The Ray executor (`--ray`): a pool of actors, each owning one engine, for any generating stage.
 
-Pending items are read lazily and go, in blocks of `--concurrency`, to `--replicas` actors (each with
-`--gpus-per-replica` GPUs and its own engine, loaded once for the actor's life and kept across the stage
-runs of one command); an actor runs a block with the stage's own worker, built from its picklable spec, and
-the driver appends a block's rows the moment it is back (the stage puts the file in input order when the run
-ends), so nothing waits for the whole dataset or for a slow block, and a rerun resumes. Sampling depends only
+Pending items are read lazily and go, in blocks of at most `--concurrency` (smaller on a small run, so every
+replica gets one), to `--replicas` actors (each with `--gpus-per-replica` GPUs and its own engine, loaded once for
+the actor's life and kept across the stage runs of one command); an actor runs a block with the stage's own
+worker, built from its picklable spec, and the driver appends a block's rows the moment it is back (the stage puts
+the file in input order when the run ends), so nothing waits for the whole dataset or for a slow block, and a rerun
+resumes. Sampling depends only
 on each item's own seeds, so the rows are the ones a single process writes. An actor that dies is replaced
 and its block given out again; rows only reach the file from finished blocks, so nothing is lost or written
 twice. This module knows no stage.

@@ -1,7 +1,7 @@
 """`retrosearch run RECIPE`: the stages of a YAML recipe in order, each resumable, then the paper's table.
 
-A recipe is data: `output` (the run folder), `stages` (each a `name`, a `command` from the registry —
-generate, revise, select, sft, eval, teacher, organism-train — and its `options`, the same names as the
+A recipe is data: `output` (the run folder), `stages` (each a `name`, a command of the registry's stages —
+generate, revise, merge, select, sft, eval, teacher, organism-train — and its `options`, the same names as the
 command-line options) and `table` (the eval stages whose results make the final table). `{output}` and
 `{stage_name}` in an option are replaced by the run folder and by that stage's output. Rerunning a recipe
 skips finished work inside every stage. `--seed N` repeats a recipe with another seed: every stage that takes a
@@ -135,9 +135,8 @@ def _outputs(recipe: Recipe) -> dict[str, str]:
     return outputs
 
 
-def resolve(recipe: Recipe, stage: Stage) -> dict[str, Any]:
-    """The stage's options with placeholders filled in."""
-    outputs = _outputs(recipe)
+def resolve(recipe: Recipe, stage: Stage, outputs: dict[str, str]) -> dict[str, Any]:
+    """The stage's options with placeholders filled in from every stage's run folder (`_outputs`)."""
     where = f"{recipe.name}: stage {stage.name}"
     options = {key.replace("-", "_"): _filled(value, outputs, where) for key, value in stage.options.items()}
     options["output"] = outputs[stage.name]
@@ -146,9 +145,9 @@ def resolve(recipe: Recipe, stage: Stage) -> dict[str, Any]:
 
 def plan(recipe: Recipe) -> list[tuple[str, str, dict[str, Any]]]:
     """(stage, command, resolved options) for every stage, validated, without loading any model."""
-    steps = []
+    steps, outputs = [], _outputs(recipe)
     for stage in recipe.stages:
-        options = resolve(recipe, stage)
+        options = resolve(recipe, stage, outputs)
         try:
             COMMANDS[stage.command].build(options)
         except (TypeError, ValueError) as error:

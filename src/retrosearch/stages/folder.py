@@ -180,7 +180,7 @@ def _ours(output: Path) -> Callable[[str], bool]:
     """Whether a name in a run folder was written by its runs (its ledger says so). A folder made before runs kept a
     ledger is all its runs'."""
     if not (output / LEDGER).exists():
-        return lambda name: name not in (LOCK, TRASH)
+        return lambda name: True
     names = written(output) | {MANIFEST, SUMMARY, LEDGER}
     return lambda name: any(fnmatch.fnmatchcase(name, pattern) for pattern in names)
 

@@ -110,4 +110,5 @@ def _verified_rows(shards: list[str]) -> tuple[list[RevisedRow], dict[str, dict[
             written = json.loads((Path(folder) / SUMMARY).read_text())["samples"]
             if len(rows) != written:
                 raise RunError(f"merge: {folder} holds {len(rows)} rows, its run finished with {written}")
-    return merged, {folder: manifests[shards.index(folder)] for _, folder in parsed}
+    by_folder = dict(zip(shards, manifests, strict=True))
+    return merged, {folder: by_folder[folder] for _, folder in parsed}

@@ -41,7 +41,11 @@ class Command:
         return build_all(options, *self.config_classes())
 
     def run(self, options: dict[str, Any]) -> dict[str, Any]:
-        return _load(self.function)(*self.build(options))
+        return self.call(self.build(options))
+
+    def call(self, configs: list[Any]) -> dict[str, Any]:
+        """Run the command on configs already built."""
+        return _load(self.function)(*configs)
 
 
 COMMANDS = {

@@ -350,6 +350,9 @@ def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer 
     return sections, viewer
 
 
+ReportMaker = Callable[[Path, int], Report]
+
+
 def _single(section: Callable[[Path, int], tuple[Section, Viewer | None]], title: str) -> ReportMaker:
     def make(folder: Path, max_rows: int) -> Report:
         made, viewer = section(folder, max_rows)
@@ -363,7 +366,6 @@ def _recipe(folder: Path, max_rows: int) -> Report:
     return Report(f"Recipe {folder.name}", folder, sections, viewer)
 
 
-ReportMaker = Callable[[Path, int], Report]
 REPORTS: dict[str, ReportMaker] = {
     "revise": _single(revise_section, "Retro-Search"),
     "merge": _single(revise_section, "Retro-Search"),
