@@ -454,3 +454,23 @@ def test_a_run_follows_its_inputs_contents_problems_and_prompt_files_alike(tmp_p
     assert "input contents (problems changed since)" in capsys.readouterr().err
     assert main([*command, "--overwrite"]) == 0
     assert json.loads((tmp_path / "g" / "summary.json").read_text())["samples"] == 1
+
+
+def test_a_prompt_longer_than_the_context_is_skipped_never_generated(tmp_path, organism_engine, monkeypatch):
+    from retrosearch.engines import EngineConfig
+    from retrosearch.stages.generate import GenerateConfig, generate
+
+    async def never(requests):
+        raise AssertionError("a prompt that cannot fit was sent to the model")
+
+    monkeypatch.setattr(organism_engine, "context_length", 8)
+    monkeypatch.setattr(organism_engine, "generate", never)
+    config = GenerateConfig(output=str(tmp_path / "gen"), limit=3, samples=2)
+    summary = generate(config, EngineConfig(model="organism"), engine=organism_engine, quiet=True)
+    assert summary["skipped"] == {"longer than the context": 6}
+    assert (summary["errors"], summary["truncated"], summary["traces_written"]) == (0, 0, 0)
+    rows = [json.loads(line) for line in (tmp_path / "gen" / "samples.jsonl").open()]
+    for row in rows:
+        prompt_tokens = organism_engine.count_tokens(organism_engine.chat_prompt(row["problem"]))
+        assert row["details"] == {"prompt_tokens": prompt_tokens, "context": 8}
+        assert (row["response"], row["tokens"], row["truncated"]) == ("", 0, False)

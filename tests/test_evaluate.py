@@ -128,5 +128,6 @@ def test_failed_samples_are_counted_not_scored():
         "tokens_mean": 15.0,
         "switches_mean": 2.0,
         "truncated": 1,
+        "skipped": {},
         "failed_samples": 1,
     }

@@ -195,7 +195,9 @@ def test_max_input_tokens_skips_longer_traces(tmp_path, scripted):
     limit = scripted.count_tokens(ROWS[1][1])
     assert revise_cli("--input", str(source), "--output", str(tmp_path / "r"), "--max-input-tokens", str(limit)) == 0
     rows = rows_of(tmp_path / "r")
-    assert (rows["revised"]["status"], rows["revised"]["reason"]) == ("skipped", "too long")
+    assert (rows["revised"]["status"], rows["revised"]["reason"]) == ("skipped", "longer than --max-input-tokens")
+    trace_tokens = scripted.count_tokens(ROWS[0][1])
+    assert rows["revised"]["details"] == {"trace_tokens": trace_tokens, "max_input_tokens": limit}
     assert rows["losing"]["status"] == "unchanged" and rows["straight"]["status"] == "unchanged"
 
 
@@ -379,12 +381,23 @@ def test_a_trace_longer_than_the_models_context_is_skipped_at_once(tmp_path, scr
     scripted.context_length = whole  # the first trace fills it exactly, leaving no room for a rollout
     assert revise_cli("--input", str(source), "--output", str(tmp_path / "r")) == 0
     rows = rows_of(tmp_path / "r")
-    assert (rows["revised"]["status"], rows["revised"]["reason"]) == (
-        "skipped",
-        f"too long for the model: {whole} tokens of prompt and trace, its context holds {whole}",
-    )
+    assert (rows["revised"]["status"], rows["revised"]["reason"]) == ("skipped", "longer than the context")
+    assert rows["revised"]["details"] == {"prompt_tokens": prompt, "trace_tokens": whole - prompt, "context": whole}
     assert rows["losing"]["status"] == "unchanged"
     assert not [seen for seen in scripted.seen if seen.prompt.startswith(CHAT.format("p-revised"))]
+
+
+def test_skip_reasons_are_categories_and_their_numbers_fields(tmp_path, scripted):
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
+    lengths = {row_id: scripted.count_tokens(trace) for row_id, trace, *_ in ROWS[:3]}
+    assert len(set(lengths.values())) == 3  # three traces of three lengths: one reason
+    scripted.context_length = min(lengths.values())
+    assert revise_cli("--input", str(source), "--output", str(tmp_path / "r")) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["skipped"] == {"longer than the context": 3}
+    rows = rows_of(tmp_path / "r")
+    assert {row_id: row["details"]["trace_tokens"] for row_id, row in rows.items()} == lengths
+    assert {row["details"]["context"] for row in rows.values()} == {scripted.context_length}
 
 
 def test_the_organism_engine_knows_its_context(organism_engine):

@@ -17,7 +17,7 @@ from retrosearch.engines import Engine, EngineConfig, SamplingConfig
 from retrosearch.executors import ExecutorConfig, make_executor
 from retrosearch.runner import ErrorRow
 from retrosearch.stages.folder import RunFolder
-from retrosearch.stages.generate import SAMPLES_FILE, GenerateConfig, SampleRow, generate_stage
+from retrosearch.stages.generate import SAMPLES_FILE, GenerateConfig, SampleRow, generate_stage, skipped
 from retrosearch.stages.template import read_rows, run_once, run_rows
 from retrosearch.tables import markdown
 
@@ -123,6 +123,7 @@ def score(correct_by_problem: Sequence[Sequence[bool]], k: int) -> dict[str, flo
 
 def summarize_samples(rows: list[SampleRow | ErrorRow], k: int) -> dict[str, Any]:
     scored = [row for row in rows if isinstance(row, SampleRow)]  # failed generations: counted, not scored
+    generated = [row for row in scored if not row.skipped]  # a skipped sample scores as wrong, has no length
     by_problem: dict[str, list[bool]] = defaultdict(list)
     for row in scored:
         by_problem[row.problem_id].append(row.correct)
@@ -132,9 +133,10 @@ def summarize_samples(rows: list[SampleRow | ErrorRow], k: int) -> dict[str, Any
         "samples": len(scored),
         "accuracy": scores["avg@k"],
         "pass@k": scores["pass@k"],
-        "tokens_mean": statistics.fmean(r.tokens for r in scored) if scored else 0.0,
-        "switches_mean": statistics.fmean(r.switches for r in scored) if scored else 0.0,
+        "tokens_mean": statistics.fmean(r.tokens for r in generated) if generated else 0.0,
+        "switches_mean": statistics.fmean(r.switches for r in generated) if generated else 0.0,
         "truncated": sum(r.truncated for r in scored),
+        "skipped": skipped(scored),
         "failed_samples": len(rows) - len(scored),
     }
 
@@ -154,7 +156,12 @@ def results_table(model: str, results: dict[str, dict[str, Any]], k: int) -> str
         }
         rows.append(row("average", {**mean, "truncated": sum(r["truncated"] for r in results.values())}))
     headers = (model, f"accuracy (avg@{k})", f"pass@{k}", "avg tokens", "avg switches", "truncated")
-    return markdown(headers, rows)
+    notes = [
+        f"\n{name}: {count} samples skipped ({reason}), scored as wrong\n"
+        for name, r in results.items()
+        for reason, count in r.get("skipped", {}).items()
+    ]
+    return markdown(headers, rows) + "".join(notes)
 
 
 def expand(benchmarks: Sequence[str]) -> list[str]:

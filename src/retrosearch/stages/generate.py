@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,11 @@ class SampleRow:
     truncated: bool
     tokens: int
     switches: int
+    skipped: str | None = None  # why nothing was generated: a category ("longer than the context")
+    details: dict[str, int] = field(default_factory=dict)  # the skip's numbers: prompt_tokens, context
+
+
+LONGER_THAN_CONTEXT = "longer than the context"
 
 
 class Sampler:
@@ -83,6 +89,9 @@ class Sampler:
     async def __call__(self, job: Job) -> SampleRow:
         prompt = self.engine.chat_prompt(job.problem.problem)
         prompt_ids = tuple(self.engine.encode(prompt))
+        context = self.engine.context_length
+        if context is not None and len(prompt_ids) >= context:  # not one token would fit: never generated
+            return self._skipped(job, {"prompt_tokens": len(prompt_ids), "context": context})
         request = Request(
             prompt_ids=prompt_ids,
             max_new_tokens=self.sampling.max_new_tokens,
@@ -110,6 +119,24 @@ class Sampler:
             switches=trace.stats(self.matcher).switches,
         )
 
+    def _skipped(self, job: Job, details: dict[str, int]) -> SampleRow:
+        problem = job.problem
+        return SampleRow(
+            id=job.id,
+            problem_id=problem.id,
+            sample=job.sample_index,
+            problem=problem.problem,
+            answer=problem.gold,
+            response="",
+            predicted=None,
+            correct=False,
+            truncated=False,
+            tokens=0,
+            switches=0,
+            skipped=LONGER_THAN_CONTEXT,
+            details=details,
+        )
+
 
 def load_problems(config: GenerateConfig) -> list[ProblemRow]:
     fields = FieldMap(problem=config.problem_field, answer=config.answer_field, id=config.id_field)
@@ -118,22 +145,29 @@ def load_problems(config: GenerateConfig) -> list[ProblemRow]:
 
 def kept_traces(rows: list[SampleRow | ErrorRow], keep_correct: bool) -> list[SampleRow]:
     """The rows of traces.jsonl: every finished sample, or only the correct ones."""
-    return [row for row in rows if isinstance(row, SampleRow) and (row.correct or not keep_correct)]
+    return [row for row in rows if isinstance(row, SampleRow) and not row.skipped and (row.correct or not keep_correct)]
+
+
+def skipped(rows: list[SampleRow]) -> dict[str, int]:
+    """How many samples were skipped, by reason."""
+    return dict(Counter(row.skipped for row in rows if row.skipped))
 
 
 def summarize(rows: list[SampleRow | ErrorRow], problems: int, keep_correct: bool) -> dict[str, Any]:
     finished = [row for row in rows if isinstance(row, SampleRow)]
+    generated = [row for row in finished if not row.skipped]
     return {
         "problems": problems,
         "samples": len(rows),
         "correct": sum(r.correct for r in finished),
         "accuracy": statistics.fmean(r.correct for r in finished) if finished else 0.0,
         "truncated": sum(r.truncated for r in finished),
+        "skipped": skipped(finished),
         "errors": len(rows) - len(finished),
         "error_ids": error_ids(rows),
         "traces_written": len(kept_traces(rows, keep_correct)),
-        "tokens_mean": statistics.fmean(r.tokens for r in finished) if finished else 0.0,
-        "switches_mean": statistics.fmean(r.switches for r in finished) if finished else 0.0,
+        "tokens_mean": statistics.fmean(r.tokens for r in generated) if generated else 0.0,
+        "switches_mean": statistics.fmean(r.switches for r in generated) if generated else 0.0,
         "generated_tokens": sum(r.tokens for r in finished),
     }
 

@@ -7,7 +7,7 @@ import itertools
 import statistics
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,13 @@ from retrosearch.engines import Engine, EngineConfig
 from retrosearch.executors import ExecutorConfig, WorkerSpec
 from retrosearch.runner import ErrorRow, error_ids
 from retrosearch.search.retro_search import RetroSearch, RetroSearchConfig
+from retrosearch.stages.generate import LONGER_THAN_CONTEXT
 from retrosearch.stages.template import RowStage, run_stage
 from retrosearch.trace import Trace, parse
 
 OUTPUT_FILE = "revised.jsonl"
+LONGER_THAN_LIMIT = "longer than --max-input-tokens"
+NO_SWITCH = "no thought switch"
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,9 @@ class RevisedRow:
     rollouts: int
     generated_tokens: int
     status: str  # revised, unchanged or skipped
-    reason: str
+    reason: str  # a category ("longer than the context"); its numbers are in `details`
     record: dict[str, Any]  # the input record with its trace replaced by the revised one
+    details: dict[str, int] = field(default_factory=dict)  # e.g. tokens and context of a trace too long
 
     @staticmethod
     def is_one(record: dict[str, Any]) -> bool:
@@ -110,10 +114,11 @@ class Reviser:
     async def __call__(self, sample: Sample) -> RevisedRow:
         trace = parse(sample.response)
         before = self._stats(sample.response)
-        reason = await self._skip_reason(trace, sample, before[0])
-        if reason is not None:
-            status = "unchanged" if reason == "no thought switch" else "skipped"
-            return self._row(sample, before, sample.response, status, reason, [], 0, 0)
+        skip = await self._skip_reason(trace, sample, before[0])
+        if skip is not None:
+            reason, details = skip
+            status = "unchanged" if reason == NO_SWITCH else "skipped"
+            return self._row(sample, before, sample.response, status, reason, [], 0, 0, details)
         result = await self.search.revise(sample.id, sample.problem, sample.gold or "", trace)
         revised = result.trace.render()
         self.accepted += len(result.revisions)
@@ -122,28 +127,26 @@ class Reviser:
         revisions = [asdict(r) for r in result.revisions]
         return self._row(sample, before, revised, status, reason, revisions, result.rollouts, result.generated_tokens)
 
-    async def _skip_reason(self, trace: Trace, sample: Sample, tokens: int) -> str | None:
+    async def _skip_reason(self, trace: Trace, sample: Sample, tokens: int) -> tuple[str, dict[str, int]] | None:
+        """Why the trace is not searched, as a category and its numbers; None: search it."""
         context = self.engine.context_length
         if context is not None:  # decided at once: a trace the model cannot read is never searched
             prompt_tokens = self.engine.count_tokens(self.engine.chat_prompt(sample.problem))
             if prompt_tokens + tokens >= context:
-                return (
-                    f"too long for the model: {prompt_tokens + tokens} tokens of prompt and trace, "
-                    f"its context holds {context}"
-                )
+                return LONGER_THAN_CONTEXT, {"prompt_tokens": prompt_tokens, "trace_tokens": tokens, "context": context}
         if not trace.finished:
-            return "unfinished reasoning"
+            return "unfinished reasoning", {}
         answer = extract_answer(trace.solution)
         if answer is None:
-            return "no final answer"
+            return "no final answer", {}
         verdict = await asyncio.to_thread(self.check, sample.gold, answer)
         if not verdict.correct:
-            return verdict.reason or "incorrect original answer"  # a check that timed out says so
+            return verdict.reason or "incorrect original answer", {}  # a check that timed out says so
         limit = self.config.max_input_tokens
         if limit is not None and tokens > limit:
-            return "too long"
+            return LONGER_THAN_LIMIT, {"trace_tokens": tokens, "max_input_tokens": limit}
         if not trace.switch_indices(self.search.matcher):
-            return "no thought switch"
+            return NO_SWITCH, {}
         return None
 
     def _row(
@@ -156,6 +159,7 @@ class Reviser:
         revisions: list[dict[str, Any]],
         rollouts: int,
         generated: int,
+        details: dict[str, int] | None = None,
     ) -> RevisedRow:
         after = self._stats(revised) if revised != sample.response else before
         return RevisedRow(
@@ -173,6 +177,7 @@ class Reviser:
             status,
             reason,
             with_response(sample, revised),
+            details or {},
         )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -96,6 +96,7 @@ def run_rows(stage: RowStage[Row], executor: Executor, quiet: bool = False) -> d
 def read_rows(path: Path, row_type: type[Row], ids: set[str] | None = None) -> Iterator[Row | ErrorRow]:
     """The rows of an output file as typed rows (error rows as `ErrorRow`), only those of `ids` if given."""
     names = {f.name for f in fields(row_type)}  # type: ignore[arg-type]
+    required = {f.name for f in fields(row_type) if f.default is MISSING and f.default_factory is MISSING}  # type: ignore[arg-type]
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -106,7 +107,7 @@ def read_rows(path: Path, row_type: type[Row], ids: set[str] | None = None) -> I
             if row.get("status") == "error":
                 yield ErrorRow(row["id"], row.get("reason", ""))
                 continue
-            unknown, missing = set(row) - names, names - set(row)
+            unknown, missing = set(row) - names, required - set(row)
             if unknown or missing:
                 which = f"unknown fields {sorted(unknown)}" if unknown else f"missing fields {sorted(missing)}"
                 raise DataError(f"{path}:{number}: not a {row_type.__name__} ({which}); is this the right file?")

@@ -1,0 +1,104 @@
+"""The evaluation's figures on hand-computed sets: avg@k averaged per problem (not pooled over samples), pass@k,
+tokens and switches, with failed, truncated, unanswered and skipped samples, per benchmark and overall."""
+
+import json
+from fractions import Fraction
+
+import pytest
+from scripted import PIECES, ScriptedEngine
+
+from retrosearch.engines import EngineConfig, SamplingConfig
+from retrosearch.seeds import derive_seed
+from retrosearch.stages.eval import EvalConfig, evaluate, load_benchmark
+
+BUDGET = 36  # max new tokens: LONG_5 (46 tokens) is cut here, inside its closing marker
+
+
+def think(*steps: str, answer: str | None) -> str:
+    solution = f"So \\boxed{{{answer}}}." if answer is not None else "No idea."
+    return "<think>\n" + "\n\n".join(steps) + "\n</think>\n\n" + solution
+
+
+RIGHT_5 = think("Try 5.", "Wait, check 5.", answer="5")  # 1 switch
+WRONG_5 = think("Try 4.", answer="4")  # 0 switches
+LONG_5 = think("Try 1.", "Wait, 2.", "Hmm, 3.", "Wait, 4.", "Alternatively, 5.", answer="5")  # cut by the budget
+BLANK_7 = think("Try 7.", "Wait, 7.", "Hmm, 7.", answer=None)  # 2 switches, no answer
+RIGHT_7 = think("It is 7.", answer="7")
+RIGHT_3 = think("Try 3.", "Wait, 3.", "Hmm, 3.", answer="3")  # 2 switches
+FAILS = "a server error"
+
+
+def tokens(text: str) -> int:
+    return len(PIECES.findall(text))
+
+
+def write_benchmark(root, name: str, field: str, rows: list[tuple[str, str]]) -> None:
+    folder = root / name
+    folder.mkdir(parents=True)
+    lines = [json.dumps({field: problem, "answer": answer}) for problem, answer in rows]
+    (folder / "test.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def benchmarks(tmp_path):
+    write_benchmark(tmp_path, "math500", "problem", [("five?", "5"), ("seven?", "7")])
+    write_benchmark(tmp_path, "gsm8k", "question", [("three?", "#### 3"), ("long " * 40 + "?", "#### 4")])
+    return tmp_path
+
+
+def test_avg_pass_tokens_and_switches_per_benchmark_and_overall(benchmarks, tmp_path):
+    (five, seven), _ = load_benchmark("math500", str(benchmarks), None)
+    (three, long), _ = load_benchmark("gsm8k", str(benchmarks), None)
+    plan = {
+        five.id: [RIGHT_5, WRONG_5, FAILS],
+        seven.id: [LONG_5.replace("5", "7"), BLANK_7, RIGHT_7],
+        three.id: [RIGHT_3, RIGHT_3, RIGHT_3],
+        long.id: [RIGHT_3, RIGHT_3, RIGHT_3],  # never asked: its prompt does not fit the context
+    }
+    by_seed = {derive_seed(0, pid, k): text for pid, texts in plan.items() for k, text in enumerate(texts)}
+    assert len(by_seed) == 12
+
+    def respond(prompt: str, seed: int) -> list[str]:
+        if by_seed[seed] == FAILS:
+            raise ConnectionError(FAILS)
+        return [by_seed[seed]]
+
+    engine = ScriptedEngine(respond)
+    engine.context_length = 60  # "long …?" (over 80 tokens of prompt) cannot be read
+    config = EvalConfig(
+        benchmarks=("math500", "gsm8k"),
+        output=str(tmp_path / "eval"),
+        data_dir=str(benchmarks),
+        samples=3,
+        sampling=SamplingConfig(max_new_tokens=BUDGET),
+    )
+    summary = evaluate(config, EngineConfig(model="scripted"), engine=engine, quiet=True)
+    math500, gsm8k = summary["benchmarks"]["math500"], summary["benchmarks"]["gsm8k"]
+
+    # math500: five? scores 1 of 2 (its failed sample is counted, not scored), seven? 1 of 3
+    assert math500["accuracy"] == pytest.approx(float((Fraction(1, 2) + Fraction(1, 3)) / 2))  # 5/12, not 2/5
+    assert math500["pass@k"] == 1.0
+    assert (math500["samples"], math500["failed_samples"], math500["truncated"]) == (5, 1, 1)
+    generated = [RIGHT_5, WRONG_5, LONG_5.replace("5", "7"), BLANK_7, RIGHT_7]
+    lengths = [*map(tokens, generated[:2]), BUDGET, *map(tokens, generated[3:])]
+    assert math500["tokens_mean"] == pytest.approx(sum(lengths) / 5)
+    assert lengths == [30, 22, 36, 30, 24]  # by hand: words, runs of spaces and symbols are one token each
+    # the truncated trace keeps its four switches (cut after them); it has no answer
+    assert math500["switches_mean"] == pytest.approx((1 + 0 + 4 + 2 + 0) / 5)
+    assert math500["skipped"] == {}
+
+    # gsm8k: three? 3 of 3; the long problem is skipped (3 samples, scored wrong, no length)
+    assert (gsm8k["accuracy"], gsm8k["pass@k"]) == (0.5, 0.5)
+    assert gsm8k["skipped"] == {"longer than the context": 3}
+    assert gsm8k["tokens_mean"] == tokens(RIGHT_3) and gsm8k["switches_mean"] == 2.0
+    assert summary["errors"] == 1
+    assert not [seen for seen in engine.seen if "long long" in seen.prompt]
+
+    table = (tmp_path / "eval" / "results.md").read_text()
+    average = next(line for line in table.splitlines() if line.startswith("| average"))
+    assert average.split("|")[2].strip() == f"{(5 / 12 + 0.5) / 2:.3f}"
+    assert "gsm8k: 3 samples skipped (longer than the context), scored as wrong" in table
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "gsm8k" / "generate" / "samples.jsonl").open()]
+    skipped = [row for row in rows if row["skipped"]]
+    assert len(skipped) == 3 and {row["details"]["context"] for row in skipped} == {60}
+    assert all(row["details"]["prompt_tokens"] > 60 for row in skipped)
