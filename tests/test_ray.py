@@ -1,5 +1,6 @@
 """`revise --ray`: a local Ray cluster on this machine's CPUs, two actors with the organism."""
 
+import json
 import os
 import signal
 import subprocess
@@ -59,7 +60,7 @@ def stage_command(*words: str) -> list[str]:
     ],
 )
 def test_generate_and_eval_on_ray_write_the_single_process_output(words, rows, tmp_path):
-    base = [*stage_command(*words), "--concurrency", "4"]
+    base = stage_command(*words)  # default concurrency: one block would hold the whole run
     subprocess.run([*base, "--output", str(tmp_path / "here")], check=True, env=command_env(), capture_output=True)
     done = subprocess.run(
         [*base, "--output", str(tmp_path / "ray"), "--ray", "--replicas", "2"], env=command_env(), capture_output=True
@@ -69,6 +70,8 @@ def test_generate_and_eval_on_ray_write_the_single_process_output(words, rows, t
         assert (tmp_path / "ray" / name).read_text() == (tmp_path / "here" / name).read_text(), name
     expected_rows = 24 if words[0] == "generate" else 12  # problems x samples
     assert (tmp_path / "ray" / rows[0]).read_text().count("\n") == expected_rows
+    summary = json.loads((tmp_path / "ray" / rows[0]).with_name("summary.json").read_text())
+    assert summary["replicas_used"] == 2  # both actors returned rows, not one doing all the work
 
 
 def test_every_replica_gets_a_block_of_a_small_run():

@@ -28,6 +28,7 @@ class HasId(Protocol):
 @dataclass
 class RunStats:
     skipped_existing: int = 0  # finished by an earlier run of the same command
+    replicas_used: int = 0  # engines that wrote rows in this run (Ray: actors that returned a block)
 
 
 @dataclass
@@ -91,6 +92,7 @@ async def run_items(
         finally:
             semaphore.release()
         output.write(row)
+        stats.replicas_used = 1
         progress.update(1)
         if postfix is not None:
             progress.set_postfix(postfix(), refresh=False)

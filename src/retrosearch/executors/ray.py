@@ -119,6 +119,7 @@ class RayExecutor(Executor):
             return made - 1
 
         running: dict[Any, tuple[int, Any]] = {}  # future -> (block index, actor)
+        served: set[Any] = set()
         replaced = 0
         try:
             while True:
@@ -140,12 +141,14 @@ class RayExecutor(Executor):
                     again.insert(0, index)
                     continue
                 self.idle.append(actor)
+                served.add(actor)
                 for row in rows:  # on disk as soon as the block is back; put in input order when the run ends
                     output.write(row)
                     progress.update(1)
                 del blocks[index]
         finally:
             progress.close()
+        stats.replicas_used = len(served)
         return stats
 
     def close(self) -> None:

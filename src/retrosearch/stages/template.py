@@ -84,6 +84,7 @@ def run_rows(stage: RowStage[Row], executor: Executor, quiet: bool = False) -> d
             **stage.summarize(rows),
             "wall_seconds": time.monotonic() - started,
             "resumed_samples": stats.skipped_existing,
+            "replicas_used": stats.replicas_used,
             **{f"engine_{name}": count - telemetry_before.get(name, 0) for name, count in executor.telemetry().items()},
         }
         counts = {key: summary[key] for key in stage.counts}
