@@ -243,3 +243,20 @@ def test_a_workers_start_up_is_no_part_of_the_first_checks_deadline():
     assert checker.check("\\frac{3}{4}", "0.75") == Verdict(True)
     assert time.monotonic() - started > 0.1  # the start-up (0.4 s here, idle) really was longer than the deadline
     checker.close()
+
+
+def test_ctrl_c_while_a_worker_starts_neither_kills_it_nor_prints(capfd):
+    """A terminal's Ctrl-C reaches every process of the group, a worker still importing included."""
+    import signal
+
+    from retrosearch.answers import _Worker
+
+    worker = _Worker()
+    sent = 0
+    while not worker.connection.poll(0.005) and worker.process.is_alive():
+        os.kill(worker.process.pid, signal.SIGINT)  # throughout its start-up, from the first instant
+        sent += 1
+    assert sent > 10  # the window was really hit, many times
+    assert worker.wait_until_ready(), "the worker died of a Ctrl-C sent while it started"
+    worker.stop()
+    assert "KeyboardInterrupt" not in capfd.readouterr().err

@@ -21,6 +21,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 
 BOXED_COMMANDS = ("\\boxed", "\\fbox")
@@ -100,9 +101,10 @@ class Verdict:
 def _serve(checks: Connection, owner: int) -> None:
     """A worker: one check at a time from its pipe, until the pipe closes. On Linux the kernel also kills it
     the moment its starter ends, even in the middle of a check that holds the interpreter for minutes."""
-    # Ctrl-C is the command's to handle (one line, exit 130), not ours. A Ctrl-C in the fraction of a second a worker
-    # takes to start still reaches it: multiprocessing gives no way to start it with SIGINT ignored.
+    # Ctrl-C is the command's to handle (one line, exit 130), not ours. The worker starts with SIGINT blocked (the
+    # starter thread's mask, inherited): one sent while it imports waits, and is dropped once ignored here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if sys.platform == "linux":
         import ctypes
 
@@ -132,11 +134,20 @@ READY = "ready"
 STARTUP_SECONDS = 300.0  # spawning a worker and importing math-verify: slow on a loaded machine, never a check
 
 
+def _start_with_ctrl_c_blocked(process) -> None:
+    """Blocked in the starter thread only (the main thread still takes Ctrl-C); the worker inherits the mask.
+    multiprocessing's resource tracker, started on first use, unblocks SIGINT in the thread that starts it:
+    it is started first."""
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    process.start()
+
+
 def _start(process) -> None:
     global _starter
     if _starter is None or _starter[0] != os.getpid():  # a forked child has no copy of the thread
         _starter = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-checker-starter"))
-    _starter[1].submit(process.start).result()
+    _starter[1].submit(_start_with_ctrl_c_blocked, process).result()
 
 
 class _Worker:
