@@ -192,7 +192,7 @@ def test_a_run_folder_never_holds_its_own_input(tmp_path, capsys):
     assert inside.exists() and (run / "traces.jsonl").exists()
 
 
-def test_overwrite_removes_what_runs_wrote_and_nothing_else_never_through_a_link(tmp_path):
+def test_overwrite_removes_what_runs_wrote_and_nothing_else_never_through_a_link(tmp_path, capsys):
     outside = tmp_path / "outside"
     (outside / "keep").mkdir(parents=True)
     (outside / "keep" / "precious.txt").write_text("precious")
@@ -209,10 +209,12 @@ def test_overwrite_removes_what_runs_wrote_and_nothing_else_never_through_a_link
     assert (run / "notes.txt").read_text() == "mine" and (run / "link").is_symlink()
     assert traces.exists() and (outside / "keep" / "precious.txt").read_text() == "precious"
     assert not (run / ".overwritten").exists()
-    # a folder made before runs kept a ledger is all its runs': the link goes, never what it points to
+    # a folder made before runs kept a ledger cannot tell its runs' files from others: refused, nothing removed
     (run / ".written").unlink()
-    assert main(["select", "--input", str(samples), "--output", str(run), "--overwrite"]) == 0
-    assert not (run / "link").exists() and (outside / "keep" / "precious.txt").read_text() == "precious"
+    before = sorted(path.name for path in run.iterdir())
+    assert main(["select", "--input", str(samples), "--output", str(run), "--overwrite"]) == 2
+    assert "kept no list of the files its runs wrote" in capsys.readouterr().err
+    assert sorted(path.name for path in run.iterdir()) == before
 
 
 ENTRY = st.tuples(st.sampled_from(["file", "dir", "link"]), st.text("abcxyz._-", min_size=1, max_size=8))

@@ -178,8 +178,13 @@ def _refuse_inputs_inside(output: Path, payload: dict[str, Any]) -> None:
 
 def _ours(output: Path) -> Callable[[str], bool]:
     """Whether a name in a run folder was written by its runs (its ledger says so). A folder made before runs kept a
-    ledger is all its runs'."""
+    ledger cannot tell: it is refused, never emptied whole."""
     if not (output / LEDGER).exists():
+        if any(child.name not in (LOCK, TRASH) for child in output.iterdir()):
+            raise RunError(
+                f"{output} was written by a retrosearch that kept no list of the files its runs wrote, so --overwrite "
+                "cannot tell them from yours: move out what you keep and delete the folder, or choose another --output"
+            )
         return lambda name: True
     names = written(output) | {MANIFEST, SUMMARY, LEDGER}
     return lambda name: any(fnmatch.fnmatchcase(name, pattern) for pattern in names)
