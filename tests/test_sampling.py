@@ -102,7 +102,7 @@ def test_the_engine_draws_from_the_tempered_nucleus(temperature, top_p):
         "one token more in the nucleus": restricted(softmax(LOGITS, temperature), min(1.0, top_p + 0.12)),
     }
     for name, distribution in wrong.items():
-        if distribution is None or max(abs(a - b) for a, b in zip(distribution, probs)) < 1e-9:
+        if distribution is None or max(abs(a - b) for a, b in zip(distribution, probs, strict=True)) < 1e-9:
             continue  # the same distribution under these settings (no nucleus at top-p 1)
         assert power(probs, distribution) > 0.999, name
 
