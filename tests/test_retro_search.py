@@ -5,6 +5,8 @@ import asyncio
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scripted import Script, ScriptedEngine
 
 from retrosearch.config import build
@@ -512,3 +514,59 @@ def test_the_next_switches_are_rolled_out_ahead_and_dropped_when_one_wins(lookah
     assert engine.most_in_flight == lookahead
     ahead = [CHAT + trace.prefix(index) for index in (1, 3, 5)][:lookahead]
     assert rollout_prompts(engine) == ahead
+
+
+@pytest.mark.parametrize("bound", [True, False])
+def test_a_rollout_must_be_shorter_than_the_current_trace_not_only_than_the_original(bound):
+    text = r1("A.", "Wait, B.", "C.", "D.", "E.", "Wait, F.", "G.", "H.", "I.")  # 9 steps
+    first = r1("A.", "B2.", "C2.", "Wait, D2.", "E2.", "F2.")  # 6 steps: accepted at switch 1
+    script = (
+        Script()
+        .after(CHAT + parse(text).prefix(1), "B2.\n\nC2.\n\nWait, D2.\n\nE2.\n\nF2." + ending())
+        # at the accepted trace's switch 3: 6 steps again, shorter than the original's 9 but not than the current 6
+        .after(CHAT + parse(first).prefix(3), "D3.\n\nE3.\n\nF3." + ending())
+    )
+    searcher, engine = search(script, bound=bound)
+    result = run(searcher, text)
+    assert result.trace.render() == first
+    assert result.revisions == [Revision(switch_index=1, keyword="Wait", length_before=9, length_after=6, rollout=0)]
+    assert CHAT + parse(first).prefix(3) in rollout_prompts(engine)  # it was tried, and refused
+
+
+def scripted_rollouts(salt: int, switch_share: float):
+    """A responder for any rollout: 1 to 8 steps, now and then a switch among them, always the right answer;
+    phase 2 continues the text its phase 1 began (found by the seed Retro-Search derives for it)."""
+    begun: dict[int, tuple[str, str]] = {}
+
+    def respond(prompt: str, seed: int) -> list[str]:
+        if seed in begun:
+            base, text = begun[seed]
+            return [text[len(prompt) - len(base) :]]
+        draw = random.Random(f"{salt}|{prompt}|{seed}")
+        steps = [f"R{draw.randint(0, 99)}." for _ in range(draw.randint(1, 8))]
+        steps = [steps[0], *(("Wait, " + s) if draw.random() < switch_share else s for s in steps[1:])]
+        text = SEPARATOR.join(steps) + ending()
+        begun[derive_seed(seed, "continue")] = (prompt, text)
+        return [text]
+
+    return respond
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(st.sampled_from(["S.", "Wait, S.", "Hmm, S."]), min_size=2, max_size=12),
+    salt=st.integers(0, 10_000),
+    switch_share=st.sampled_from([0.0, 0.3, 0.6]),
+    rollouts=st.integers(1, 3),
+    length_unit=st.sampled_from(["steps", "tokens"]),
+    bound=st.booleans(),
+)
+def test_the_trace_never_grows_after_an_accepted_revision(steps, salt, switch_share, rollouts, length_unit, bound):
+    text = r1("Start.", *steps)
+    settings_ = dict(rollouts=rollouts, length_unit=length_unit, bound=bound)
+    searcher, _ = search(scripted_rollouts(salt, switch_share), **settings_)
+    result = run(searcher, text)
+    lengths = [result.length_before] + [revision.length_after for revision in result.revisions]
+    assert all(later < earlier for earlier, later in zip(lengths, lengths[1:], strict=False)), lengths
+    assert [revision.length_before for revision in result.revisions] == lengths[:-1]
+    assert result.length_after == lengths[-1] == searcher.length(result.trace)
