@@ -271,3 +271,31 @@ def test_generate_and_revise_end_by_printing_the_report_command(teacher_file, tm
     assert main(["revise", "--input", str(teacher_file), "--limit", "2", "--output", str(revised), *common]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"see the run in a browser: retrosearch report {revised}"
     assert write_report(generated)["rows_in_viewer"] == 2  # a generate run has a report too
+
+
+def test_the_viewers_rows_are_a_uniform_sample_of_a_large_run(tmp_path):
+    """Positions drawn from a 20,000-row run: spread over the whole run like uniform draws (chi-square over 10
+    equal bins), and every prefix of the viewer's order as well (the page drops the tail when it must)."""
+    from retrosearch.tools.report.runs import revise_section
+
+    total, shown = 20_000, 400
+    row = {"status": "skipped", "reason": "no final answer", "original": "x", "revised": "x", "problem": "p"}
+    with open(tmp_path / "revised.jsonl", "w") as handle:
+        for index in range(total):
+            handle.write(json.dumps({**row, "id": f"r{index}"}) + "\n")
+    (tmp_path / "summary.json").write_text("{}")
+    _, viewer = revise_section(tmp_path, shown)
+    assert viewer.total == total and len(viewer.rows) == shown
+    positions = [row["n"] for row in viewer.rows]
+    assert len(set(positions)) == shown
+
+    def spread(sample: list[int]) -> float:
+        counts = [0] * 10
+        for position in sample:
+            counts[position * 10 // total] += 1
+        expected = len(sample) / 10
+        return sum((count - expected) ** 2 / expected for count in counts)
+
+    critical = 27.88  # chi-square, 9 degrees of freedom, p = 0.001
+    assert spread(positions) < critical  # the first 400 rows would give 3,600
+    assert spread(positions[:100]) < critical

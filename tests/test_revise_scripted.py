@@ -330,6 +330,17 @@ def test_a_run_made_before_a_setting_became_speed_only_resumes(tmp_path, scripte
     assert revise_cli("--input", str(source), "--output", str(tmp_path / "run")) == 2
 
 
+def test_merge_keeps_input_order_with_the_input_moved_away(tmp_path, scripted):
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:3] + [(f"extra-{i}", ROWS[2][1]) for i in range(4)])
+    shards = [str(tmp_path / f"s{i}") for i in range(3)]
+    for index, folder in enumerate(shards):
+        assert revise_cli("--input", str(source), "--output", folder, "--shard", f"{index}/3") == 0
+    order = [json.loads(line)["id"] for line in source.read_text().splitlines()]
+    source.rename(tmp_path / "elsewhere.jsonl")  # merged on another machine than the one that ran the shards
+    assert main(["merge", *reversed(shards), "--output", str(tmp_path / "all")]) == 0
+    assert list(rows_of(tmp_path / "all")) == order  # row j of shard i is input position j * 3 + i
+
+
 def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
     source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
     shards = [str(tmp_path / f"s{i}") for i in range(2)]

@@ -195,6 +195,14 @@ def test_write_in_order_keeps_each_ids_last_row_and_rows_of_other_ids(tmp_path):
     assert not (tmp_path / "absent.jsonl").exists()
 
 
+def test_a_retried_item_keeps_only_its_latest_row_even_where_ids_are_already_in_order(tmp_path):
+    path = tmp_path / "out.jsonl"
+    error = {"id": "b", "status": "error", "reason": "ServerError: gave up"}
+    path.write_text("".join(json.dumps(row) + "\n" for row in [{"id": "a"}, error, {"id": "b", "v": "retried"}]))
+    write_in_order(path, ["a", "b"])
+    assert lines(path) == [{"id": "a"}, {"id": "b", "v": "retried"}]  # one row per id: the latest
+
+
 def test_a_file_already_in_order_is_left_untouched(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_text('{"id": "a"}\n{"id": "b"}\n')
