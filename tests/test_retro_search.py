@@ -2,6 +2,7 @@
 what each rollout is prompted with, what is banned, which rollout wins, how lengths and seeds are made."""
 
 import asyncio
+import itertools
 import random
 
 import pytest
@@ -567,6 +568,6 @@ def test_the_trace_never_grows_after_an_accepted_revision(steps, salt, switch_sh
     searcher, _ = search(scripted_rollouts(salt, switch_share), **settings_)
     result = run(searcher, text)
     lengths = [result.length_before] + [revision.length_after for revision in result.revisions]
-    assert all(later < earlier for earlier, later in zip(lengths, lengths[1:], strict=False)), lengths
+    assert all(later < earlier for earlier, later in itertools.pairwise(lengths)), lengths
     assert [revision.length_before for revision in result.revisions] == lengths[:-1]
     assert result.length_after == lengths[-1] == searcher.length(result.trace)
