@@ -20,41 +20,29 @@ def coin(prompt: str, seed: int) -> list[str]:
 
 
 def test_every_sample_of_every_problem_has_its_own_seed_and_pass_at_k_sees_it(tmp_path):
-    problems = tmp_path / "organism-like"
+    problems = tmp_path / "problems"
     (problems / "math500").mkdir(parents=True)
     rows = [json.dumps({"problem": f"problem {n}?", "answer": "5"}) for n in range(12)]
     (problems / "math500" / "test.jsonl").write_text("\n".join(rows) + "\n")
-    engine = ScriptedEngine(coin)
-    config = EvalConfig(benchmarks=("math500",), output=str(tmp_path / "eval"), data_dir=str(problems), samples=4)
-    result = evaluate(config, EngineConfig(model="scripted"), engine=engine, quiet=True)["benchmarks"]["math500"]
-    seeds = [seen.request.seed for seen in engine.seen]
+
+    def seeds_of_a_run(folder: str, seed: int = 0) -> tuple[list[int], dict]:
+        engine = ScriptedEngine(coin)
+        config = EvalConfig(
+            benchmarks=("math500",),
+            output=str(tmp_path / folder),
+            data_dir=str(problems),
+            samples=4,
+            sampling=SamplingConfig(seed=seed),
+        )
+        result = evaluate(config, EngineConfig(model="scripted"), engine=engine, quiet=True)
+        return [seen.request.seed for seen in engine.seen], result["benchmarks"]["math500"]
+
+    seeds, result = seeds_of_a_run("eval")
     assert len(seeds) == 48 and len(set(seeds)) == 48  # 12 problems x 4 samples, no two alike
     # with one seed per problem every problem would be all right or all wrong, and pass@4 would equal avg@4
     assert result["pass@k"] > result["accuracy"] > 0
-
-    again = ScriptedEngine(coin)
-    evaluate(
-        EvalConfig(benchmarks=("math500",), output=str(tmp_path / "again"), data_dir=str(problems), samples=4),
-        EngineConfig(model="scripted"),
-        engine=again,
-        quiet=True,
-    )
-    assert sorted(seen.request.seed for seen in again.seen) == sorted(seeds)  # the same run draws the same seeds
-    other = ScriptedEngine(coin)
-    sampling = SamplingConfig(seed=1)
-    evaluate(
-        EvalConfig(
-            benchmarks=("math500",),
-            output=str(tmp_path / "seed1"),
-            data_dir=str(problems),
-            samples=4,
-            sampling=sampling,
-        ),
-        EngineConfig(model="scripted"),
-        engine=other,
-        quiet=True,
-    )
-    assert not {seen.request.seed for seen in other.seen} & set(seeds)  # another --seed draws anew
+    assert sorted(seeds_of_a_run("again")[0]) == sorted(seeds)  # the same run draws the same seeds
+    assert not set(seeds_of_a_run("seed1", seed=1)[0]) & set(seeds)  # another --seed draws anew
 
 
 @pytest.mark.parametrize("concurrency", [1, 16])
