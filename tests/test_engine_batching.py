@@ -23,12 +23,13 @@ PROBLEMS = [
 ]
 
 
-def test_rows_joining_and_leaving_a_batch_decode_as_plain_generate_does(smollm2_engine, shared_traces):
-    """Greedy on a real model: six prompts of different lengths through three slots (rows leave at different
+def test_rows_joining_and_leaving_a_batch_decode_as_plain_generate_does(bpe_engine, shared_traces):
+    """Greedy on a BPE model (SmolLM2 and its twin): six prompts of different lengths through three slots (rows leave at different
     lengths, new rows take their slots, the cache is compacted) give what `model.generate` gives each alone."""
-    engine = smollm2_engine
+    engine = bpe_engine
     rows = [json.loads(line) for line in shared_traces[1].read_text().splitlines()[:6]]
-    prompts = [tuple(engine.encode(engine.chat_prompt(row["question"]))) for row in rows]
+    # a real question's start: short prompts, where every column a row attends to weighs on its next token
+    prompts = [tuple(engine.encode(engine.chat_prompt(row["question"][: 12 + 9 * n]))) for n, row in enumerate(rows)]
     assert len({len(prompt) for prompt in prompts}) > 3  # the point: rows of different lengths share a batch
     budgets = [12, 30, 18, 25, 9, 22]
     narrow = TransformersEngine(engine.model, engine.tokenizer, max_batch_size=3, prefix_cache_mb=0)

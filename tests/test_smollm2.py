@@ -1,6 +1,7 @@
 """On a real small model (SmolLM2-135M-Instruct: byte-level BPE, ChatML template, 8,192 positions), what the
 organism's word-level tokenizer cannot show: the packaged model is what we load, banned starts hold under BPE,
-and `revise` of real traces completes through the prompt join with a system prompt."""
+and `revise` of real traces completes through the prompt join with a system prompt. The last two also run on
+SmolLM2's twin (tests/tiny_llama.py), which needs no package: they never go untested."""
 
 import asyncio
 import json
@@ -29,8 +30,8 @@ def test_the_built_folder_is_the_packaged_model(smollm2, smollm2_engine):
     assert smollm2_engine.chat_prompt("Hi").endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_a_banned_start_holds_under_bpe(smollm2_engine):
-    engine = smollm2_engine
+def test_a_banned_start_holds_under_bpe(bpe_engine):
+    engine = bpe_engine
     trace = "<|begin_of_thought|>\n\n" + "".join(f"Wait, {k} + {k} = {2 * k}.\n\n" for k in range(1, 9))
     ids = joined_ids(engine.encode, engine.chat_prompt("Double the numbers."), trace)
 
@@ -46,10 +47,10 @@ def test_a_banned_start_holds_under_bpe(smollm2_engine):
     assert not [text for text in banned if KeywordMatcher((word,)).match(text)], (word, banned)
 
 
-def test_revise_of_real_traces_completes_with_a_system_prompt(smollm2, shared_traces, tmp_path, capsys):
+def test_revise_of_real_traces_completes_with_a_system_prompt(bpe_model, shared_traces, tmp_path, capsys):
     source = next(path for path in shared_traces if "math500" in path.name)
     out = tmp_path / "run"
-    command = ["revise", "--input", str(source), "--limit", "4", "--model", str(smollm2), "--device", "cpu"]
+    command = ["revise", "--input", str(source), "--limit", "4", "--model", str(bpe_model), "--device", "cpu"]
     command += ["--max-new-tokens", "24", "--batch-size", "16", "--output", str(out)]
     assert main([*command, "--system-prompt", "Think step by step."]) == 0
     summary = json.loads((out / "summary.json").read_text())
