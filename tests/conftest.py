@@ -126,7 +126,7 @@ def smollm2_engine(smollm2):
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
-    """SmolLM2's twin, built in the test: a random-weight Llama with a byte-level BPE tokenizer (tests/tiny_llama.py)."""
+    """SmolLM2's twin, built here: a random-weight Llama with a byte-level BPE tokenizer (tests/tiny_llama.py)."""
     from tiny_llama import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))

@@ -24,8 +24,9 @@ PROBLEMS = [
 
 
 def test_rows_joining_and_leaving_a_batch_decode_as_plain_generate_does(bpe_engine, shared_traces):
-    """Greedy on a BPE model (SmolLM2 and its twin): six prompts of different lengths through three slots (rows leave at different
-    lengths, new rows take their slots, the cache is compacted) give what `model.generate` gives each alone."""
+    """Greedy on a BPE model (SmolLM2 and its twin): six prompts of different lengths through three slots (rows
+    leave at different lengths, new rows take their slots, the cache is compacted) give what `model.generate` gives
+    each alone."""
     engine = bpe_engine
     rows = [json.loads(line) for line in shared_traces[1].read_text().splitlines()[:6]]
     # a real question's start: short prompts, where every column a row attends to weighs on its next token
