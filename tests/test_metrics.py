@@ -10,6 +10,7 @@ from scripted import PIECES, ScriptedEngine
 from retrosearch.engines import EngineConfig, SamplingConfig
 from retrosearch.seeds import derive_seed
 from retrosearch.stages.eval import EvalConfig, evaluate, load_benchmark
+from retrosearch.stages.folder import RunError
 
 BUDGET = 36  # max new tokens: LONG_5 (46 tokens) is cut here, inside its closing marker
 
@@ -41,9 +42,10 @@ def write_benchmark(root, name: str, field: str, rows: list[tuple[str, str]]) ->
 
 @pytest.fixture
 def benchmarks(tmp_path):
-    write_benchmark(tmp_path, "math500", "problem", [("five?", "5"), ("seven?", "7")])
-    write_benchmark(tmp_path, "gsm8k", "question", [("three?", "#### 3"), ("long " * 40 + "?", "#### 4")])
-    return tmp_path
+    data = tmp_path / "data"
+    write_benchmark(data, "math500", "problem", [("five?", "5"), ("seven?", "7")])
+    write_benchmark(data, "gsm8k", "question", [("three?", "#### 3"), ("long " * 40 + "?", "#### 4")])
+    return data
 
 
 def test_avg_pass_tokens_and_switches_per_benchmark_and_overall(benchmarks, tmp_path):
@@ -102,3 +104,49 @@ def test_avg_pass_tokens_and_switches_per_benchmark_and_overall(benchmarks, tmp_
     skipped = [row for row in rows if row["skipped"]]
     assert len(skipped) == 3 and {row["details"]["context"] for row in skipped} == {60}
     assert all(row["details"]["prompt_tokens"] > 60 for row in skipped)
+
+
+def test_eval_prints_its_table_records_its_figures_and_follows_its_data(benchmarks, tmp_path, capsys):
+    engine = ScriptedEngine(lambda prompt, seed: [RIGHT_5 if "five" in prompt else WRONG_5])
+    with open(benchmarks / "math500" / "test.jsonl", "a") as handle:
+        handle.write(json.dumps({"problem": "no gold?", "answer": ""}) + "\n")  # left out, and counted
+    output = tmp_path / "eval"
+
+    def run(**options) -> dict:
+        config = EvalConfig(benchmarks=("math500",), output=str(output), data_dir=str(benchmarks), samples=2, **options)
+        return evaluate(config, EngineConfig(model="scripted-model"), engine=engine)
+
+    summary = run()
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].startswith("| scripted-model | accuracy (avg@2) | pass@2 | avg tokens")
+    assert "| math500 | 0.500 | 0.500 | 26.0 | 0.50 | 0 |" in printed  # five? right twice, seven? wrong twice
+    assert printed == (output / "results.md").read_text()
+    recorded = json.loads((output / "summary.json").read_text())
+    assert (recorded["model"], recorded["k"], recorded["errors"]) == ("scripted-model", 2, 0)
+    assert recorded["benchmarks"]["math500"]["left_out_no_gold"] == 1
+    assert {key: summary[key] for key in ("model", "k", "errors")} == {"model": "scripted-model", "k": 2, "errors": 0}
+
+    asked = len(engine.seen)
+    assert run() == summary and len(engine.seen) == asked  # finished: returned, and shown again, without work
+    assert capsys.readouterr().out == printed
+    with open(benchmarks / "math500" / "test.jsonl", "a") as handle:
+        handle.write(json.dumps({"problem": "nine?", "answer": "9"}) + "\n")
+    with pytest.raises(RunError, match=r"input contents \(data_dir changed since\)"):
+        run()
+    assert run(overwrite=True)["benchmarks"]["math500"]["problems"] == 3
+    with pytest.raises(RunError, match=r"--output .*/data/eval lies inside --data-dir .*/data; choose another"):
+        evaluate(EvalConfig(benchmarks=("math500",), output=str(benchmarks / "eval"), data_dir=str(benchmarks)))
+
+
+def test_the_organism_benchmark_follows_the_seed(tmp_path, organism_engine):
+    from retrosearch.stages.eval import load_benchmark
+
+    first, _ = load_benchmark("organism", None, 5, seed=0)
+    other, _ = load_benchmark("organism", None, 5, seed=1)
+    assert [p.id for p in first] != [p.id for p in other]
+    config = EvalConfig(output=str(tmp_path / "e"), limit=5, samples=1, sampling=SamplingConfig(seed=1))
+    engine = ScriptedEngine(lambda prompt, seed: [RIGHT_5])
+    engine.chat_prompt = organism_engine.chat_prompt  # type: ignore[method-assign]
+    evaluate(config, EngineConfig(model="organism"), engine=engine, quiet=True)
+    asked = {seen.prompt for seen in engine.seen}
+    assert asked == {organism_engine.chat_prompt(problem.problem) for problem in other}

@@ -164,16 +164,20 @@ def open_run(
 
 
 def _refuse_inputs_inside(output: Path, payload: dict[str, Any]) -> None:
-    """A run folder never holds its own input: `--overwrite` would remove it."""
+    """A run folder never holds its own input (`--overwrite` would remove it), nor lies inside an input folder (its
+    writing would change what it reads, and the next run would find the input changed)."""
     folder = output.resolve()
     for section in payload.values():
         for key, value in section.items() if isinstance(section, dict) else ():
             values = value if isinstance(value, (list, tuple)) else [value]
             for item in values:
-                if key in PATH_KEYS and _local(item) and Path(item).resolve().is_relative_to(folder):
-                    raise RunError(
-                        f"--{key.replace('_', '-')} {item} lies inside --output {output}; choose another --output"
-                    )
+                if key not in PATH_KEYS or not _local(item):
+                    continue
+                option, source = f"--{key.replace('_', '-')}", Path(item).resolve()
+                if source.is_relative_to(folder):
+                    raise RunError(f"{option} {item} lies inside --output {output}; choose another --output")
+                if source.is_dir() and folder.is_relative_to(source):
+                    raise RunError(f"--output {output} lies inside {option} {item}; choose another --output")
 
 
 def _ours(output: Path) -> Callable[[str], bool]:
