@@ -150,3 +150,59 @@ def test_the_organism_benchmark_follows_the_seed(tmp_path, organism_engine):
     evaluate(config, EngineConfig(model="organism"), engine=engine, quiet=True)
     asked = {seen.prompt for seen in engine.seen}
     assert asked == {organism_engine.chat_prompt(problem.problem) for problem in other}
+
+
+def test_eval_settings_gold_answers_and_benchmark_names_exactly(tmp_path, monkeypatch):
+    from retrosearch.stages import eval as stage
+    from retrosearch.stages.eval import BENCHMARKS, expand, gold_answer, results_table, score
+
+    for bad in (dict(samples=0), dict(limit=0)):
+        with pytest.raises(ValueError):
+            EvalConfig(**bad)
+    EvalConfig(samples=1, limit=1)
+    assert gold_answer("gsm8k", "so 6 #### 1,234") == "1234"
+    assert gold_answer("gsm8k", "a #### b #### 1 000") == "1 000"  # all after the last ####, as written
+    assert gold_answer("math500", "\\$32,\\!348") == "\\$32,\\!348"  # only GSM8K's answers lose their commas
+    assert gold_answer("olympiadbench", ["$1$", "$2$"]) == "1, 2"
+    assert expand(["all"]) == list(BENCHMARKS) and expand(["organism", "all", "organism"])[0] == "organism"
+    with pytest.raises(ValueError, match=r"^unknown benchmark 'nope'; known: aime24, aime25, .*, organism, all$"):
+        expand(["nope"])
+    assert score([], 4) == {"avg@k": 0.0, "pass@k": 0.0}
+    one = {"accuracy": 0.5, "pass@k": 1.0, "tokens_mean": 3.0, "switches_mean": 1.0, "truncated": 0, "skipped": {}}
+    table = results_table("m", {"aime24": one}, 2)
+    assert table.splitlines()[0] == "| m | accuracy (avg@2) | pass@2 | avg tokens | avg switches | truncated |"
+    assert "| aime24 |" in table and "average" not in table  # one benchmark: no average row
+    skipped = {**one, "skipped": {"longer than the context": 2, "other": 1}}
+    assert table.count("\n") + 4 == results_table("m", {"aime24": skipped}, 2).count("\n")
+
+    # each benchmark's own fields, even where a row has the others' too; gold left out when empty
+    data = tmp_path / "data"
+    rows = [
+        {"question": "Q1", "problem": "P1", "answer": "1", "final_answer": ["$9$"]},
+        {"question": "Q2", "problem": "P2", "answer": "", "final_answer": []},
+    ]
+    for name in ("amc23", "olympiadbench"):
+        (data / name).mkdir(parents=True)
+        (data / name / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (amc,), left_out = load_benchmark("amc23", str(data), None)
+    assert (amc.problem, amc.gold, left_out) == ("Q1", "1", 1)
+    (olympiad,), _ = load_benchmark("olympiadbench", str(data), 5)
+    assert (olympiad.problem, olympiad.gold) == ("Q1", "9")
+    assert load_benchmark("organism", None, 3)[1] == 0 and len(load_benchmark("organism", None, 3)[0]) == 3
+    asked = []
+    monkeypatch.setattr(stage, "read_problems", lambda source, *args, **kwargs: asked.append(source) or [])
+    load_benchmark("math500", None, None)
+    assert asked == ["HuggingFaceH4/MATH-500:test"]  # no --data-dir: the hub
+
+
+def test_figures_of_a_benchmark_whose_every_sample_was_skipped():
+    from retrosearch.stages.eval import summarize_samples
+    from retrosearch.stages.generate import SampleRow
+
+    rows = [
+        SampleRow(f"p#{k}", "p", k, "p", "1", "", None, False, False, 0, 0, "longer than the context", {"context": 8})
+        for k in range(2)
+    ]
+    summary = summarize_samples(rows, 2)
+    assert (summary["accuracy"], summary["tokens_mean"], summary["switches_mean"]) == (0.0, 0.0, 0.0)
+    assert summary["skipped"] == {"longer than the context": 2}
