@@ -6,7 +6,7 @@ the killed share per module as JSON, with the surviving mutants by name.
 
 Killed share = killed / (killed + survived + timeout). Mutants of code that runs in another process
 (math-verify inside the answer checker's pool) are tested by calling that code in process. Targets from
-the tests issue: >= 90% on search/, seeds.py and trace.py, >= 80% on the others.
+the tests issues: >= 90% on search/, seeds.py and trace.py, >= 85% on stages/, >= 80% on the others.
 """
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTMUT = Path(sys.executable).with_name("mutmut")
-TARGETS = {"retrosearch.search": 0.90, "retrosearch.seeds": 0.90, "retrosearch.trace": 0.90}
+TARGETS = {
+    "retrosearch.search": 0.90,
+    "retrosearch.seeds": 0.90,
+    "retrosearch.trace": 0.90,
+    "retrosearch.stages": 0.85,  # the second tests issue's target for the modules it added
+}
 LINE = re.compile(r"^\s*(?P<name>\S+)__mutmut_\d+: (?P<status>.+)$")
 
 

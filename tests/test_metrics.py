@@ -134,6 +134,18 @@ def test_eval_prints_its_table_records_its_figures_and_follows_its_data(benchmar
     with pytest.raises(RunError, match=r"input contents \(data_dir changed since\)"):
         run()
     assert run(overwrite=True)["benchmarks"]["math500"]["problems"] == 3
+    manifest = json.loads((output / "math500" / "generate" / "manifest.json").read_text())
+    assert manifest["problems"] == "math500"  # the benchmark's generate run names what it ran
+    capsys.readouterr()
+    model = tmp_path / "local-model"  # a local model folder is fingerprinted by content like the data
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    config = EvalConfig(benchmarks=("math500",), output=str(tmp_path / "local"), data_dir=str(benchmarks), samples=1)
+    evaluate(config, EngineConfig(model=str(model)), engine=engine, quiet=True)
+    assert capsys.readouterr().out == ""  # quiet prints nothing
+    (model / "config.json").write_text('{"changed": true}')
+    with pytest.raises(RunError, match=r"input contents \(model changed since\)"):
+        evaluate(config, EngineConfig(model=str(model)), engine=engine, quiet=True)
     with pytest.raises(RunError, match=r"--output .*/data/eval lies inside --data-dir .*/data; choose another"):
         evaluate(EvalConfig(benchmarks=("math500",), output=str(benchmarks / "eval"), data_dir=str(benchmarks)))
 
@@ -173,22 +185,34 @@ def test_eval_settings_gold_answers_and_benchmark_names_exactly(tmp_path, monkey
     assert table.splitlines()[0] == "| m | accuracy (avg@2) | pass@2 | avg tokens | avg switches | truncated |"
     assert "| aime24 |" in table and "average" not in table  # one benchmark: no average row
     skipped = {**one, "skipped": {"longer than the context": 2, "other": 1}}
-    assert table.count("\n") + 4 == results_table("m", {"aime24": skipped}, 2).count("\n")
+    assert results_table("m", {"aime24": skipped}, 2) == table + (
+        "\naime24: 2 samples skipped (longer than the context), scored as wrong\n"
+        "\naime24: 1 samples skipped (other), scored as wrong\n"
+    )
+    older = {key: value for key, value in one.items() if key != "skipped"}  # a finished run of an older version
+    assert results_table("m", {"aime24": older}, 2) == table
 
     # each benchmark's own fields, even where a row has the others' too; gold left out when empty
     data = tmp_path / "data"
     rows = [
         {"question": "Q1", "problem": "P1", "answer": "1", "final_answer": ["$9$"]},
         {"question": "Q2", "problem": "P2", "answer": "", "final_answer": []},
+        {"question": "Q3", "problem": "P3", "answer": None, "final_answer": None},
+        {"question": "Q4", "problem": "P4", "answer": "  ", "final_answer": ["  "]},
+        {"question": "Q5", "problem": "P5", "answer": "5", "final_answer": ["$5$"]},
     ]
     for name in ("amc23", "olympiadbench"):
         (data / name).mkdir(parents=True)
         (data / name / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (amc,), left_out = load_benchmark("amc23", str(data), None)
-    assert (amc.problem, amc.gold, left_out) == ("Q1", "1", 1)
-    (olympiad,), _ = load_benchmark("olympiadbench", str(data), 5)
-    assert (olympiad.problem, olympiad.gold) == ("Q1", "9")
+    (data / "gsm8k").mkdir()
+    (data / "gsm8k" / "test.jsonl").write_text(json.dumps({"question": "Q", "answer": "so #### 1,234"}) + "\n")
+    amc, left_out = load_benchmark("amc23", str(data), None)
+    assert [(p.problem, p.gold) for p in amc] == [("Q1", "1"), ("Q5", "5")] and left_out == 3  # no gold: left out
+    olympiad, left_out = load_benchmark("olympiadbench", str(data), 1)
+    assert [(p.problem, p.gold) for p in olympiad] == [("Q1", "9")] and left_out == 3  # --limit after leaving out
+    assert [p.gold for p in load_benchmark("gsm8k", str(data), None)[0]] == ["1234"]
     assert load_benchmark("organism", None, 3)[1] == 0 and len(load_benchmark("organism", None, 3)[0]) == 3
+    assert load_benchmark("organism", None, 3)[0] == load_benchmark("organism", None, 3, seed=0)[0]
     asked = []
     monkeypatch.setattr(stage, "read_problems", lambda source, *args, **kwargs: asked.append(source) or [])
     load_benchmark("math500", None, None)

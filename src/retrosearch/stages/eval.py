@@ -98,7 +98,7 @@ def load_benchmark(name: str, data_dir: str | None, limit: int | None, seed: int
         require_gold=False,
         id_prefix=name,
     )
-    kept = [row for row in rows if row.gold not in (None, "")]  # e.g. GaoKao rows whose answer is in the question
+    kept = [row for row in rows if row.gold and row.gold.strip()]  # e.g. GaoKao rows whose answer is in the question
     return kept[:limit] if limit is not None else kept, len(rows) - len(kept)
 
 
