@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tiny_llama import byte_level_bpe
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from retrosearch.engines.banning import StartBan, token_texts
@@ -23,13 +23,7 @@ CORPUS = [
 
 
 def bpe_tokenizer() -> PreTrainedTokenizerFast:
-    core = Tokenizer(models.BPE(unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=330, special_tokens=["<pad>", "</s>", "<unk>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    core.train_from_iterator(CORPUS, trainer)
+    core = byte_level_bpe(CORPUS, 330, ["<pad>", "</s>", "<unk>"], unk_token="<unk>")
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 

@@ -23,21 +23,27 @@ def corpus() -> list[str]:
     return lines
 
 
-def build_tiny_llama(folder: Path, vocab_size: int = 600, positions: int = 8192) -> Path:
-    """Write the model's Hugging Face folder (config, weights, tokenizer with a ChatML template) and return it."""
-    import torch
+def byte_level_bpe(texts: list[str], vocab_size: int, special_tokens: list[str], unk_token: str | None = None):
+    """A byte-level BPE (GPT-2's kind, as SmolLM2, Qwen and Llama 3 use) trained on `texts`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    bpe = Tokenizer(models.BPE())
+    bpe = Tokenizer(models.BPE(unk_token=unk_token))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    bpe.train_from_iterator(corpus(), trainer)
+    bpe.train_from_iterator(texts, trainer)
+    return bpe
+
+
+def build_tiny_llama(folder: Path, vocab_size: int = 600, positions: int = 8192) -> Path:
+    """Write the model's Hugging Face folder (config, weights, tokenizer with a ChatML template) and return it."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
+        tokenizer_object=byte_level_bpe(corpus(), vocab_size, SPECIAL),
         bos_token="<|im_start|>",
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
