@@ -396,7 +396,7 @@ def test_ctrl_c_ends_a_run_with_one_line(teacher_file, tmp_path):
     assert process.poll() is None
     os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole group, answer-checker worker included
     err = process.stderr.read().decode()
-    assert process.wait(timeout=60) == 130
+    assert process.wait(timeout=60) == 130, err
     said = [
         line
         for line in err.replace("\r", "\n").splitlines()

@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("retrosearch: interrupted; rerun the same command to resume", file=sys.stderr)
+        if argv is None:  # the command itself: every `finally` has run and every row is on disk, so exit now
+            # rather than tear the interpreter down under the engine's daemon thread, still decoding: that race
+            # aborted the process (exit -6 instead of 130) once in a full test run here
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
 
 
