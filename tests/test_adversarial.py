@@ -471,6 +471,7 @@ def test_a_prompt_longer_than_the_context_is_skipped_never_generated(tmp_path, o
     summary = generate(config, EngineConfig(model="organism"), engine=organism_engine, quiet=True)
     assert summary["skipped"] == {"longer than the context": 6}
     assert (summary["errors"], summary["truncated"], summary["traces_written"]) == (0, 0, 0)
+    assert summary["replicas_used"] == 1  # the one engine in process wrote the rows
     rows = [json.loads(line) for line in (tmp_path / "gen" / "samples.jsonl").open()]
     for row in rows:
         prompt_tokens = organism_engine.count_tokens(organism_engine.chat_prompt(row["problem"]))

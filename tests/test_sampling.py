@@ -56,18 +56,28 @@ def draws(temperature: float, top_p: float, count: int = DRAWS) -> list[int]:
         for seed in range(count)
     ]
     picks = TransformersEngine._pick(None, torch.tensor([LOGITS] * count), rows)  # type: ignore[arg-type]
-    counts = [0] * len(LOGITS)
-    for token in picks:
+    return tally(picks, len(LOGITS))
+
+
+def tally(tokens: list[int], vocabulary: int) -> list[int]:
+    counts = [0] * vocabulary
+    for token in tokens:
         counts[token] += 1
     return counts
 
 
 def chi_square(counts: list[int], probs: list[float]) -> tuple[float, int]:
-    """The statistic over the tokens the distribution allows, and its degrees of freedom."""
+    """The statistic over the tokens the distribution allows, and its degrees of freedom; tokens expected fewer
+    than 5 times are pooled into one cell, as the chi-square approximation asks."""
     total = sum(counts)
     allowed = [index for index, p in enumerate(probs) if p > 0]
-    statistic = sum((counts[i] - total * probs[i]) ** 2 / (total * probs[i]) for i in allowed)
-    return statistic, len(allowed) - 1
+    big = [i for i in allowed if probs[i] * total >= 5]
+    cells = [(counts[i], probs[i]) for i in big]
+    rest = [i for i in allowed if i not in big]
+    if rest:
+        cells.append((sum(counts[i] for i in rest), sum(probs[i] for i in rest)))
+    statistic = sum((seen - total * p) ** 2 / (total * p) for seen, p in cells)
+    return statistic, len(cells) - 1
 
 
 def power(probs: list[float], wrong: list[float]) -> float:
@@ -148,15 +158,7 @@ def test_the_organism_engine_samples_its_own_next_token_distribution(organism_en
     count = 3_000
     requests = [Request(tuple(prompt), 1, temperature=temperature, top_p=top_p, seed=seed) for seed in range(count)]
     completions = asyncio.run(engine.generate(requests))
-    counts = [0] * len(probs)
-    for completion in completions:
-        counts[completion.token_ids[0]] += 1
+    counts = tally([completion.token_ids[0] for completion in completions], len(probs))
     assert all(counts[i] == 0 for i in range(len(probs)) if i not in allowed)
-    # tokens expected fewer than 5 times are pooled, as the chi-square approximation asks
-    big = [i for i in allowed if probs[i] * count >= 5]
-    cells = [(counts[i], probs[i]) for i in big]
-    rest = [i for i in allowed if i not in big]
-    if rest:
-        cells.append((sum(counts[i] for i in rest), sum(probs[i] for i in rest)))
-    statistic = sum((seen - count * p) ** 2 / (count * p) for seen, p in cells)
-    assert statistic < scipy_stats.chi2.ppf(1 - ALPHA, len(cells) - 1), cells
+    statistic, degrees = chi_square(counts, probs)
+    assert statistic < scipy_stats.chi2.ppf(1 - ALPHA, degrees), [(counts[i], probs[i]) for i in allowed]

@@ -92,7 +92,6 @@ async def run_items(
         finally:
             semaphore.release()
         output.write(row)
-        stats.replicas_used = 1
         progress.update(1)
         if postfix is not None:
             progress.set_postfix(postfix(), refresh=False)

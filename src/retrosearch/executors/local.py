@@ -44,4 +44,6 @@ class LocalExecutor(Executor):
             rate = (engine.generated_tokens - generated_at_start) / max(time.monotonic() - started, 1e-9)
             return {**(progress() if progress else {}), "tok/s": f"{rate:,.0f}"}
 
-        return asyncio.run(run_items(items, total, worker, output, self.concurrency, description, postfix))
+        stats = asyncio.run(run_items(items, total, worker, output, self.concurrency, description, postfix))
+        stats.replicas_used = int(total > stats.skipped_existing)  # the one engine, if anything was left to do
+        return stats
