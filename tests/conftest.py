@@ -39,6 +39,15 @@ def _note_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
         _skipped_in_ci.append((report.nodeid, reason))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """transformers' log handler holds the sys.stderr of the moment it is made. Made inside a test that captures
+    output, it would write to that test's stream after it is closed, and a later test's command would show the
+    logging module's own traceback: make it now, on the session's stream."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.get_logger("transformers")
+
+
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     _note_skip(report)
 
@@ -125,11 +134,11 @@ def smollm2_engine(smollm2):
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory) -> Path:
+def tiny_llama() -> Path:
     """SmolLM2's twin, built here: a random-weight Llama with a byte-level BPE tokenizer (tests/tiny_llama.py)."""
-    from tiny_llama import build_tiny_llama
+    from tiny_llama import tiny_llama_folder
 
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+    return tiny_llama_folder()
 
 
 @pytest.fixture(scope="session", params=["tiny-llama", "smollm2"])
