@@ -1,5 +1,6 @@
 import asyncio
 import itertools
+import threading
 
 import pytest
 import torch
@@ -120,3 +121,140 @@ def test_stops_limits_and_lengths(organism_engine):
     short = engine.run_batch([Request(prompt, 5, seed=0)])[0]
     assert short.finish_reason == "length" and len(short.token_ids) == 5
     assert engine.tokenizer.decode(list(short.token_ids)) == short.text
+
+
+def test_from_pretrained_pins_the_revision_of_both_halves_and_places_the_model(organism_engine, monkeypatch):
+    """A revision pins the tokenizer and the weights alike (a run's fingerprint records it), the dtype reaches the
+    loader, the model goes to the device asked for (CUDA where there is one and none was named), and the CLI's
+    defaults are the API's."""
+    from retrosearch.engines import EngineConfig
+    from retrosearch.engines import transformers_engine as module
+
+    calls: dict[str, object] = {}
+
+    class Loaded:
+        def to(self, device):
+            calls["device"] = device
+            return organism_engine.model
+
+    def tokenizer_loader(model_id, **kwargs):
+        calls["tokenizer"] = (model_id, kwargs)
+        return organism_engine.tokenizer
+
+    def model_loader(model_id, **kwargs):
+        calls["model"] = (model_id, kwargs)
+        return Loaded()
+
+    monkeypatch.setattr(module.AutoTokenizer, "from_pretrained", tokenizer_loader)
+    monkeypatch.setattr(module.AutoModelForCausalLM, "from_pretrained", model_loader)
+    monkeypatch.setattr(module.torch.cuda, "is_available", lambda: True)
+    engine = TransformersEngine.from_pretrained(
+        "org/model", revision="abc123", device="cpu", dtype="bfloat16", max_batch_size=5, prefix_cache_mb=3
+    )
+    assert calls == {
+        "tokenizer": ("org/model", {"revision": "abc123"}),
+        "model": ("org/model", {"revision": "abc123", "dtype": "bfloat16"}),
+        "device": "cpu",
+    }
+    assert (engine.model_id, engine.max_batch_size, engine.prefix_cache.budget_bytes) == ("org/model", 5, 3 << 20)
+
+    engine = TransformersEngine.from_pretrained("org/model")
+    assert calls["device"] == "cuda" and calls["model"] == ("org/model", {"revision": None, "dtype": "auto"})
+    defaults = EngineConfig()
+    assert (engine.max_batch_size, engine.prefix_cache.budget_bytes) == (
+        defaults.batch_size,
+        defaults.prefix_cache_mb << 20,
+    )
+    monkeypatch.setattr(module.torch.cuda, "is_available", lambda: False)
+    TransformersEngine.from_pretrained("org/model")
+    assert calls["device"] == "cpu"
+
+
+def test_the_decoding_thread_never_keeps_the_process_alive(organism_engine):
+    """The engine decodes on a daemon thread named for it: a command that returns (or is interrupted) exits
+    without waiting on a worker blocked on its queue."""
+    prompt = tuple(organism_engine.encode(organism_engine.chat_prompt("find the digit x : x * 3 gives 1")))
+    asyncio.run(organism_engine.generate([Request(prompt, 4, temperature=0.0)]))
+    workers = [thread for thread in threading.enumerate() if thread.name == "retrosearch-engine"]
+    assert workers and all(thread.daemon for thread in workers)
+
+
+def test_what_the_engine_reads_off_the_model_and_tokenizer(organism_engine):
+    """Its id and revision (a run's fingerprint), padding, end-of-sequence ids and context length."""
+    from copy import deepcopy
+
+    from retrosearch.engines import EngineConfig
+
+    model, tokenizer = deepcopy(organism_engine.model), deepcopy(organism_engine.tokenizer)
+    model.name_or_path = "/models/organism"
+    model.config._commit_hash = "0123abc"
+    engine = TransformersEngine(model, tokenizer)
+    assert (engine.model_id, engine.revision) == ("/models/organism", "0123abc")
+    defaults = EngineConfig()
+    assert (engine.max_batch_size, engine.prefix_cache.budget_bytes) == (
+        defaults.batch_size,
+        defaults.prefix_cache_mb << 20,
+    )
+    assert engine.model_id == TransformersEngine(model, tokenizer, model_id="").model_id
+    assert TransformersEngine(model, tokenizer, model_id="named").model_id == "named"
+    assert engine.max_length == engine.context_length == model.config.max_position_embeddings
+    assert engine.device == torch.device("cpu")
+    assert engine.pad_id == tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert engine.eos_ids == {model.generation_config.eos_token_id}
+
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, 3]
+    assert TransformersEngine(model, tokenizer).eos_ids == {tokenizer.eos_token_id, 3}
+    model.generation_config.eos_token_id = None
+    assert TransformersEngine(model, tokenizer).eos_ids == {tokenizer.eos_token_id}
+    model.generation_config = None
+    assert TransformersEngine(model, tokenizer).eos_ids == {tokenizer.eos_token_id}
+    tokenizer.pad_token = None
+    assert TransformersEngine(model, tokenizer).pad_id == tokenizer.eos_token_id
+    del model.name_or_path
+    assert TransformersEngine(model, tokenizer).model_id == ""
+
+
+def test_a_failed_request_raises_in_its_caller_and_a_cancelled_one_stops_decoding(organism_engine, tiny_llama):
+    prompt = tuple(organism_engine.encode(organism_engine.chat_prompt("find the digit x : x * 3 gives 1")))
+    broken = (*prompt, organism_engine.model.config.vocab_size + 5)  # no such token: the embedding lookup fails
+    with pytest.raises(IndexError):
+        asyncio.run(organism_engine.generate([Request(broken, 8, seed=1)]))
+
+    from retrosearch.engines import EngineConfig, load_engine
+
+    engine = load_engine(EngineConfig(model=str(tiny_llama), device="cpu"))  # random weights: no early end
+
+    async def cancel_after_a_few_tokens() -> tuple[int, int]:
+        task = asyncio.create_task(engine.generate([Request((1, 2, 3), 4000, seed=1)]))
+        while engine.generated_tokens < 5:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        await asyncio.sleep(0.3)  # the row leaves at the next step, milliseconds away
+        left_at = engine.generated_tokens
+        await asyncio.sleep(0.3)
+        return left_at, engine.generated_tokens
+
+    left_at, later = asyncio.run(cancel_after_a_few_tokens())
+    assert left_at == later < 4000
+
+
+def test_streamed_text_never_shows_half_a_character_and_ends_as_the_whole_decode(tiny_llama):
+    """Byte-level BPE splits a multi-byte character over tokens: the growing text waits for the whole character
+    (no U+FFFD), and at every point is a prefix of the final decode."""
+    from transformers import AutoTokenizer
+
+    from retrosearch.engines.transformers_engine import IncrementalText
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    text = "Wait, 数学 ü é 🙂 = 7. Alternatively x = 3 ∑"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert len(ids) > len(text) // 2  # rare characters come in bytes, several tokens each
+    stream = IncrementalText(tokenizer)
+    seen = []
+    for token in ids:
+        stream.append(token)
+        assert "\ufffd" not in stream.text
+        assert text.startswith(stream.text)
+        seen.append(stream.text)
+    assert stream.text == stream.final() == text
+    assert len(set(seen)) < len(seen)  # some tokens added no whole character at once

@@ -157,3 +157,123 @@ def test_the_columns_a_step_attends_to_span_the_live_rows_not_the_whole_run(orga
     engine.run_batch(requests)
     assert sum(len(request.prompt_ids) + request.max_new_tokens for request in requests) > 4 * 200
     assert len(widest) > 100 and max(widest) <= 1
+
+
+def test_after_an_end_of_sequence_a_continuation_is_sent_anew_and_none_ends_the_chain(tiny_llama):
+    """A row that ended on EOS holds that token in its cache already, so its `then` cannot go on in place even
+    when the new prompt extends the old; a `then` that returns None ends the chain with the first completion."""
+    from retrosearch.engines import EngineConfig, load_engine
+
+    engine = load_engine(EngineConfig(model=str(tiny_llama), device="cpu", prefix_cache_mb=0))
+    prompt = tuple(range(10, 40))
+    free = engine.run_batch([Request(prompt, 12, temperature=0.0)])[0]
+    engine.eos_ids = engine.eos_ids | {free.token_ids[4]}  # the random model's greedy path ends at its 5th token
+    first = engine.run_batch([Request(prompt, 12, temperature=0.0)])[0]
+    assert (first.token_ids, first.finish_reason) == (free.token_ids[:4], "eos")
+    follow = Request(prompt + first.token_ids, 10, temperature=0.0)
+    chained = engine.run_batch([Request(prompt, 12, temperature=0.0, then=lambda done: follow)])[0]
+    assert (chained.token_ids, chained.continued) == (first.token_ids, engine.run_batch([follow])[0])
+    ended = engine.run_batch([Request(prompt, 12, temperature=0.0, then=lambda done: None)])[0]
+    assert ended == first
+
+
+def test_a_continuation_sent_anew_that_fails_or_whose_caller_left_is_answered_as_a_request_would_be(organism_engine):
+    engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, prefix_cache_mb=0)
+    prompt = organism_prompt(engine, PROBLEMS[0])
+    broken = (*prompt, engine.model.config.vocab_size + 5)
+    answers: list[object] = []
+    waiting = [(Request(prompt, 5, seed=1, then=lambda done: Request(broken, 5, seed=1)), Delivery(answers.append))]
+    engine.decode(lambda room, wait: [waiting.pop(0) for _ in range(min(room, len(waiting)))])
+    assert len(answers) == 1 and isinstance(answers[0], IndexError)
+
+    engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, prefix_cache_mb=0)
+    other = organism_prompt(engine, PROBLEMS[1])
+    answered: list[object] = []
+    waiting = [
+        (
+            Request(prompt, 5, seed=1, then=lambda done: Request(other, 300, seed=2)),
+            Delivery(answered.append, lambda: engine.generated_tokens < 8),
+        )
+    ]
+    engine.decode(lambda room, wait: [waiting.pop(0) for _ in range(min(room, len(waiting)))])
+    assert answered == [] and 5 < engine.generated_tokens <= 10  # the follow-up started, then left with its caller
+
+
+def test_continuations_sent_anew_wait_for_a_free_slot(organism_engine):
+    engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, max_batch_size=2, prefix_cache_mb=0)
+    prompts = [organism_prompt(engine, problem) for problem in PROBLEMS]
+
+    def follow(n: int) -> Request:
+        return Request(prompts[(n + 1) % 4], 8, seed=n)
+
+    # pairs that end at the same step, one with a `then` and one without: a follow-up and a new request share
+    # the two freed slots
+    requests = [
+        Request(prompts[n % 4], 6, seed=n, then=(lambda done, n=n: follow(n)) if n % 2 == 0 else None) for n in range(8)
+    ]
+    widest, step = [], engine._step
+
+    def watched_step(batch):
+        widest.append(len(batch.live()))
+        return step(batch)
+
+    engine._step = watched_step
+    chained = engine.run_batch(requests)
+    assert max(widest) == 2
+    for n, completion in enumerate(chained):
+        assert completion.continued == (engine.run_batch([follow(n)])[0] if n % 2 == 0 else None)
+
+
+def test_a_request_that_ends_at_its_first_token_is_answered_once_with_that_token(organism_engine):
+    engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, prefix_cache_mb=0)
+    prompt = organism_prompt(engine, PROBLEMS[2])
+    longer = engine.run_batch([Request(prompt, 30, temperature=0.0)])[0]
+    answers: list[object] = []
+    waiting = [(Request(prompt, 1, temperature=0.0), Delivery(answers.append))]
+    engine.decode(lambda room, wait: [waiting.pop(0) for _ in range(min(room, len(waiting)))])
+    assert len(answers) == 1 and answers[0].token_ids == longer.token_ids[:1]
+    assert answers[0].finish_reason == "length"
+    # a stop string that the very first text matches ends the row there (the stop kept, as everywhere)
+    first_text = engine.tokenizer.decode(longer.token_ids[:1])
+    stopped = engine.run_batch([Request(prompt, 30, temperature=0.0, stop=(first_text,))])[0]
+    assert (stopped.text, stopped.token_ids, stopped.finish_reason) == (first_text, longer.token_ids[:1], "stop")
+
+
+def test_the_nucleus_boundary_is_strict_in_both_searches():
+    """A token whose mass before it equals top_p exactly is outside the nucleus (probabilities of powers of two
+    add up exactly): among the candidates, and in the full sort of a vocabulary wider than them."""
+    probs = torch.tensor([[0.5, 0.25, 0.125, 0.125]])
+    assert nucleus(probs.clone(), [0.5]).tolist() == [[0.5, 0.0, 0.0, 0.0]]
+    assert nucleus(probs.clone(), [0.75]).tolist() == [[0.5, 0.25, 0.0, 0.0]]
+    flat = torch.full((1, 4096), 1 / 4096)  # 3,072 tokens hold 0.75: more than the candidates
+    kept = nucleus(flat.clone(), [0.75])
+    assert int((kept > 0).sum()) == 3072
+
+
+def test_a_row_stops_at_the_models_context_length(tiny_llama):
+    from retrosearch.engines import EngineConfig, load_engine
+
+    engine = load_engine(EngineConfig(model=str(tiny_llama), device="cpu", prefix_cache_mb=0))
+    prompt = tuple(range(10, 40))
+    free = engine.run_batch([Request(prompt, 12, temperature=0.0)])[0]
+    assert (len(free.token_ids), free.finish_reason) == (12, "length")  # random weights: no early end
+    engine.max_length = len(prompt) + 5
+    capped = engine.run_batch([Request(prompt, 12, temperature=0.0)])[0]
+    assert (capped.token_ids, capped.finish_reason) == (free.token_ids[:5], "length")
+
+
+def test_a_step_with_a_free_slot_feeds_it_padding(organism_engine):
+    """Eight rows that leave one by one with nothing waiting: until a quarter of the slots are free, the freed
+    ones stay in the batch and decode padding; the rows still live decode as each would alone."""
+    engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, max_batch_size=8, prefix_cache_mb=0)
+    requests = [Request(organism_prompt(engine, PROBLEMS[n % 4]), 4 + 3 * n, seed=n) for n in range(8)]
+    free_slots, step = [], engine._step
+
+    def watched_step(batch):
+        free_slots.append(sum(row is None for row in batch.rows))
+        return step(batch)
+
+    engine._step = watched_step
+    together = engine.run_batch(requests)
+    assert 1 in free_slots
+    assert together == [engine.run_batch([request])[0] for request in requests]
