@@ -341,6 +341,29 @@ def test_merge_keeps_input_order_with_the_input_moved_away(tmp_path, scripted):
     assert list(rows_of(tmp_path / "all")) == order  # row j of shard i is input position j * 3 + i
 
 
+def test_a_merge_is_the_same_run_whatever_order_its_shards_are_named_in(tmp_path, scripted):
+    """Shards that differ in a speed-only setting, run with --limit; the merged folder records each shard's
+    manifest and the slowest shard's time, and naming the shards in another order reruns the same merge."""
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
+    shards = [str(tmp_path / f"s{i}") for i in range(2)]
+    assert revise_cli("--input", str(source), "--output", shards[0], "--shard", "0/2", "--limit", "2") == 0
+    assert (
+        revise_cli("--input", str(source), "--output", shards[1], "--shard", "1/2", "--limit", "2", "--lookahead", "1")
+        == 0
+    )
+    merged = tmp_path / "all"
+    assert main(["merge", shards[1], shards[0], "--output", str(merged)]) == 0
+    assert list(rows_of(merged)) == ["revised", "losing"]
+    recorded = json.loads((merged / "shards.json").read_text())
+    assert recorded == {folder: json.loads((Path(folder) / "manifest.json").read_text()) for folder in shards}
+    walls = [json.loads((Path(folder) / "summary.json").read_text())["wall_seconds"] for folder in shards]
+    summary = json.loads((merged / "summary.json").read_text())
+    assert summary["shard_wall_seconds"] == max(walls) and summary["samples"] == 2
+    before = (merged / "manifest.json").read_text()
+    assert main(["merge", shards[0], shards[1], "--output", str(merged)]) == 0  # the same run: nothing to do
+    assert (merged / "manifest.json").read_text() == before
+
+
 def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
     source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
     shards = [str(tmp_path / f"s{i}") for i in range(2)]
@@ -355,6 +378,8 @@ def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
         return capsys.readouterr().err.strip()
 
     capsys.readouterr()
+    assert main(["merge", *shards]) == 2
+    assert "merge needs the shard folders and --output (the merged run folder)" in capsys.readouterr().err
     lines = (Path(shards[0]) / "revised.jsonl").read_text().splitlines()
     (Path(shards[0]) / "revised.jsonl").write_text(lines[0] + "\n")  # a row lost
     assert "1 of 3 input ids are in no shard (first: ['straight'])" in refused(*shards)
