@@ -116,6 +116,7 @@ GROUPS = {
             "src/retrosearch/stages/merge.py",
         ),
         tests=(
+            "tests/test_generate.py",
             "tests/test_data.py",
             "tests/test_runner.py",
             "tests/test_revise_scripted.py",
