@@ -123,3 +123,11 @@ def read_one(record: dict):
     from retrosearch.data.inputs import to_sample
 
     return to_sample(record, "f.jsonl:1", FieldMap(), 1)
+
+
+def test_an_appended_log_line_is_readable_utf8(tmp_path):
+    from retrosearch.data.outputs import append_jsonl
+
+    append_jsonl(tmp_path / "log.jsonl", {"id": "é", "note": "数学"})
+    append_jsonl(tmp_path / "log.jsonl", {"id": "b"})
+    assert (tmp_path / "log.jsonl").read_bytes().decode("utf-8") == '{"id": "é", "note": "数学"}\n{"id": "b"}\n'

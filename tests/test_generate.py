@@ -14,8 +14,8 @@ from retrosearch.stages.generate import LONGER_THAN_CONTEXT, GenerateConfig, gen
 SHORT = "<think>\nso 4\n\nWait, yes 4\n</think>\n\nThe answer is \\boxed{4}"
 LONG = "<think>\n" + "try 5 then 5 again\n\n" * 12 + "</think>\n\nThe answer is \\boxed{5}"
 PROBLEMS = [
-    {"uid": "p-a", "question": "What is 2 + 2 ?", "solution": "4"},
-    {"uid": "p-b", "question": "What is 3 + 3 , said at more length than the first ?", "solution": "6"},
+    {"key_x": "p-a", "text_x": "What is 2 + 2 ?", "gold_x": "4"},
+    {"key_x": "p-b", "text_x": "What is 3 + 3 , said at more length than the first ?", "gold_x": "6"},
 ]
 
 
@@ -53,9 +53,9 @@ def run(tmp_path, name: str, engine: ScriptedEngine, **options) -> tuple[dict, d
         problems=write_problems(tmp_path / "problems.jsonl"),
         output=str(tmp_path / name),
         samples=2,
-        problem_field="question",
-        answer_field="solution",
-        id_field="uid",
+        problem_field="text_x",  # names no reader would guess
+        answer_field="gold_x",
+        id_field="key_x",
         sampling=SamplingConfig(temperature=0.7, top_p=0.9, max_new_tokens=40, seed=3),
         **options,
     )
@@ -118,14 +118,14 @@ def test_every_field_of_every_row_the_requests_and_the_summary(tmp_path):
 
 def test_a_prompt_that_fills_the_context_is_never_sent(tmp_path):
     engine = ScriptedEngine(respond)
-    long_prompt = tokens(engine.chat_prompt(PROBLEMS[1]["question"]))
+    long_prompt = tokens(engine.chat_prompt(PROBLEMS[1]["text_x"]))
     engine.context_length = long_prompt  # not one token of an answer would fit
     summary, rows = run(tmp_path, "run", engine)
     assert rows["p-b#0"]["skipped"] == LONGER_THAN_CONTEXT
     assert rows["p-b#0"]["details"] == {"prompt_tokens": long_prompt, "context": long_prompt}
     assert (rows["p-b#1"]["response"], rows["p-b#1"]["tokens"], rows["p-b#1"]["correct"]) == ("", 0, False)
     assert rows["p-a#0"]["skipped"] is None and rows["p-a#0"]["correct"]
-    assert {seen.prompt for seen in engine.seen} == {engine.chat_prompt(PROBLEMS[0]["question"])}
+    assert {seen.prompt for seen in engine.seen} == {engine.chat_prompt(PROBLEMS[0]["text_x"])}
     assert summary["skipped"] == {LONGER_THAN_CONTEXT: 2} and summary["tokens_mean"] == tokens(SHORT)
 
 

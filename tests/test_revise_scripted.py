@@ -362,6 +362,12 @@ def test_a_merge_is_the_same_run_whatever_order_its_shards_are_named_in(tmp_path
     before = (merged / "manifest.json").read_text()
     assert main(["merge", shards[0], shards[1], "--output", str(merged)]) == 0  # the same run: nothing to do
     assert (merged / "manifest.json").read_text() == before
+    # a shard whose rows changed since is another input: refused, then merged anew with --overwrite
+    shard_rows = Path(shards[0]) / "revised.jsonl"
+    shard_rows.write_text(shard_rows.read_text().replace("Try 3.", "Try 3 .", 1))
+    assert main(["merge", *shards, "--output", str(merged)]) == 2
+    assert main(["merge", *shards, "--output", str(merged), "--overwrite"]) == 0
+    assert "Try 3 ." in (merged / "revised.jsonl").read_text()
 
 
 def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
@@ -405,9 +411,20 @@ def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
     relative = str(tmp_path / "relative")
     assert revise_cli("--input", os.path.relpath(source), "--output", relative, "--shard", "1/2") == 0
     assert main(["merge", shards[0], relative, "--output", str(tmp_path / "mixed")]) == 0
-    # a shard holding an id the input lacks is named as such
+    # a shard holding an id the input lacks is named as such; one another shard holds too, as such
     (Path(shards[0]) / "revised.jsonl").write_text(before.decode().replace('"id": "revised"', '"id": "ghost"', 1))
     assert f"{shards[0]} holds id 'ghost', which {source} lacks" in refused(*shards)
+    (Path(shards[0]) / "revised.jsonl").write_text(before.decode().replace('"id": "revised"', '"id": "losing"', 1))
+    assert "merge found an id in more than one shard; were the shards run on the same input?" in refused(*shards)
+    (Path(shards[0]) / "revised.jsonl").write_bytes(before)
+    # shards of different splits
+    third = str(tmp_path / "third")
+    assert revise_cli("--input", str(source), "--output", third, "--shard", "1/3") == 0
+    assert "merge needs the folders of shards 0/2 .. 1/2, each once" in refused(shards[0], third)
+    # with the input moved away, a shard that lost a row is caught by its own count
+    (Path(shards[0]) / "revised.jsonl").write_text(before.decode().splitlines()[0] + "\n")
+    source.rename(tmp_path / "moved.jsonl")
+    assert f"merge: {shards[0]} holds 1 rows, its run finished with 2" in refused(*shards)
 
 
 def test_a_trace_longer_than_the_models_context_is_skipped_at_once(tmp_path, scripted):
