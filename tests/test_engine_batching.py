@@ -85,6 +85,10 @@ def test_the_prefix_cache_reuses_shared_prompts_and_changes_no_output(organism_e
     assert outputs == [uncached.run_batch([request])[0] for request in requests]
     assert cached.counts["reused_prompt_tokens"] == len(prompt) + (len(prompt) - 1)
     assert cached.counts["prefilled_tokens"] == len(prompt) + 30 + 1
+    budget = cached.prefix_cache.budget_bytes
+    cached.reset_prefix_cache()  # a benchmark's fair start: nothing cached, the same budget
+    assert (cached.prefix_cache.bytes, cached.prefix_cache.budget_bytes) == (0, budget)
+    assert cached.prefix_cache.longest(prompt) == (0, [])
 
 
 def test_the_nucleus_found_among_candidates_is_the_one_a_full_sort_finds():
