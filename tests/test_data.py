@@ -131,3 +131,10 @@ def test_an_appended_log_line_is_readable_utf8(tmp_path):
     append_jsonl(tmp_path / "log.jsonl", {"id": "é", "note": "数学"})
     append_jsonl(tmp_path / "log.jsonl", {"id": "b"})
     assert (tmp_path / "log.jsonl").read_bytes().decode("utf-8") == '{"id": "é", "note": "数学"}\n{"id": "b"}\n'
+
+
+def test_a_whole_jsonl_file_is_readable_utf8(tmp_path):
+    from retrosearch.data.outputs import write_jsonl
+
+    write_jsonl(tmp_path / "rows.jsonl", [{"id": "é"}, {"id": "数学"}])
+    assert (tmp_path / "rows.jsonl").read_bytes().decode("utf-8") == '{"id": "é"}\n{"id": "数学"}\n'

@@ -109,7 +109,8 @@ def test_every_field_of_every_row_the_requests_and_the_summary(tmp_path):
     }
     traces = (tmp_path / "run" / "traces.jsonl").read_text().splitlines()
     assert len(traces) == 4
-    run(tmp_path, "kept", ScriptedEngine(respond), keep_correct=True)
+    kept_summary, _ = run(tmp_path, "kept", ScriptedEngine(respond), keep_correct=True)
+    assert kept_summary["traces_written"] == 2
     assert [json.loads(line)["id"] for line in (tmp_path / "kept" / "traces.jsonl").read_text().splitlines()] == [
         "p-a#0",
         "p-a#1",
@@ -143,3 +144,12 @@ def test_the_seed_picks_which_organism_problems_are_generated(tmp_path):
     assert len(first) == 4
     assert problem_ids("seed0-again", 0) == first
     assert problem_ids("seed1", 1) != first
+
+
+def test_a_run_whose_every_prompt_is_too_long_has_zero_figures(tmp_path):
+    engine = ScriptedEngine(respond)
+    engine.context_length = 1
+    summary, rows = run(tmp_path, "run", engine)
+    assert all(row["skipped"] == LONGER_THAN_CONTEXT for row in rows.values()) and not engine.seen
+    assert (summary["accuracy"], summary["tokens_mean"], summary["switches_mean"]) == (0.0, 0.0, 0.0)
+    assert summary["skipped"] == {LONGER_THAN_CONTEXT: 4} and summary["traces_written"] == 0

@@ -212,3 +212,12 @@ def test_a_file_already_in_order_is_left_untouched(tmp_path):
     assert path.stat().st_mtime_ns == before
     write_in_order(path, ["b", "a"])
     assert path.read_text() == '{"id": "b"}\n{"id": "a"}\n'
+
+
+def test_rows_of_unlisted_ids_follow_in_the_order_of_their_last_rows(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text(
+        "".join(json.dumps(row) + "\n" for row in [{"id": "x", "v": 0}, {"id": "y", "v": 1}, {"id": "x", "v": 2}])
+    )
+    write_in_order(path, [])
+    assert lines(path) == [{"id": "y", "v": 1}, {"id": "x", "v": 2}]
