@@ -138,3 +138,30 @@ def test_a_whole_jsonl_file_is_readable_utf8(tmp_path):
 
     write_jsonl(tmp_path / "rows.jsonl", [{"id": "é"}, {"id": "数学"}])
     assert (tmp_path / "rows.jsonl").read_bytes().decode("utf-8") == '{"id": "é"}\n{"id": "数学"}\n'
+
+
+def test_a_json_file_is_indented_readable_utf8_and_takes_paths(tmp_path):
+    from pathlib import Path
+
+    from retrosearch.data.outputs import write_json
+
+    write_json(tmp_path / "facts.json", {"model": "é", "input": Path("/data/x.jsonl")})
+    assert (tmp_path / "facts.json").read_bytes().decode("utf-8") == (
+        '{\n  "model": "é",\n  "input": "/data/x.jsonl"\n}\n'
+    )
+
+
+def test_an_appender_writes_readable_utf8_and_counts_an_error_row_as_not_done(tmp_path):
+    from retrosearch.data.outputs import JsonlAppender
+
+    appender = JsonlAppender(tmp_path / "rows.jsonl")
+    appender.write({"id": "a", "text": "数学"})
+    appender.write({"id": "b", "status": "error"})
+    assert appender.done == {"a"}
+    appender.write({"id": "b", "status": "revised"})
+    assert appender.done == {"a", "b"}
+    appender.close()
+    assert (tmp_path / "rows.jsonl").read_bytes().decode("utf-8").splitlines()[0] == '{"id": "a", "text": "数学"}'
+    reopened = JsonlAppender(tmp_path / "rows.jsonl")
+    assert reopened.done == {"a", "b"}  # b's error row was superseded by its later row
+    reopened.close()
