@@ -103,7 +103,7 @@ def test_only_stages_use_the_run_folder_template():
 WRITER = "retrosearch.data.outputs"
 NOT_OUTPUTS = {
     "retrosearch.stages.folder": "the run folder's lock file",
-    "retrosearch._fixtures.smollm2": "a test model's build lock",
+    "retrosearch._fixtures.cache": "a test model's build lock",
 }  # model weights are written by their own libraries (save_pretrained, torch.save)
 
 

