@@ -158,8 +158,15 @@ GROUPS = {
 }
 
 
-def toml_list(values: list[str] | tuple[str, ...]) -> str:
-    return "[" + ", ".join(json.dumps(value) for value in values) + "]"
+def toml_table(name: str, settings: dict) -> list[str]:
+    """A TOML table of string, boolean, number and string-list settings (JSON writes each of those as TOML does)."""
+    return [
+        f"[{name}]",
+        *(
+            f"{key} = {json.dumps(list(value) if isinstance(value, tuple) else value)}"
+            for key, value in settings.items()
+        ),
+    ]
 
 
 def prepare(name: str, group: Group) -> Path:
@@ -171,17 +178,16 @@ def prepare(name: str, group: Group) -> Path:
         if not link.is_symlink():
             link.symlink_to(ROOT / entry, target_is_directory=True)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    shared = project["tool"]["mutmut"]
-    pytest_settings = project["tool"]["pytest"]["ini_options"]
+    mutmut = {
+        **project["tool"]["mutmut"],
+        "only_mutate": group.modules,
+        "pytest_add_cli_args_test_selection": group.tests,
+    }
     lines = [
         f"# written by benchmarks/mutation.py for the group {name!r}; edit GROUPS there",
-        "[tool.pytest.ini_options]",
-        *(f"{key} = {toml_list(v) if isinstance(v, list) else json.dumps(v)}" for key, v in pytest_settings.items()),
+        *toml_table("tool.pytest.ini_options", project["tool"]["pytest"]["ini_options"]),
         "",
-        "[tool.mutmut]",
-        *(f"{key} = {toml_list(v) if isinstance(v, list) else json.dumps(v)}" for key, v in shared.items()),
-        f"only_mutate = {toml_list(group.modules)}",
-        f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}",
+        *toml_table("tool.mutmut", mutmut),
         "",
     ]
     (folder / "pyproject.toml").write_text("\n".join(lines), encoding="utf-8")
@@ -250,10 +256,16 @@ def main() -> int:
     modules: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     for name in chosen:
-        folder = prepare(name, GROUPS[name])
-        started = time.monotonic()
+        folder = WORK / name
         if not args.report:
-            subprocess.run([str(MUTMUT), "run"], cwd=folder, check=True, stdout=subprocess.DEVNULL, env=environment)
+            started = time.monotonic()
+            subprocess.run(
+                [str(MUTMUT), "run"],
+                cwd=prepare(name, GROUPS[name]),
+                check=True,
+                stdout=subprocess.DEVNULL,
+                env=environment,
+            )
             seconds[name] = round(time.monotonic() - started, 1)
         if (folder / "mutants").is_dir():
             modules.update(table(name, results(folder)))

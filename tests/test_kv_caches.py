@@ -5,6 +5,7 @@ the caches on; these pin the caches' own contract, which outputs alone cannot se
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,8 +31,6 @@ def entry_bytes(length: int) -> int:
     [([1, 2, 3], [1, 2, 3], 3), ([1, 2, 3], [1, 2, 4], 2), ([1, 2], [1, 2, 3, 4], 2), ([5], [1], 0), ([], [1], 0)],
 )
 def test_common_length_counts_the_leading_ids_two_prompts_share(first, second, shared):
-    import numpy as np
-
     assert common_length(np.array(first, dtype=np.int64), np.array(second, dtype=np.int64)) == shared
     assert common_length(np.array(second, dtype=np.int64), np.array(first, dtype=np.int64)) == shared
 
