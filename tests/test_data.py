@@ -165,3 +165,37 @@ def test_an_appender_writes_readable_utf8_and_counts_an_error_row_as_not_done(tm
     reopened = JsonlAppender(tmp_path / "rows.jsonl")
     assert reopened.done == {"a", "b"}  # b's error row was superseded by its later row
     reopened.close()
+
+
+def test_an_appender_makes_missing_folders_drops_a_torn_line_and_takes_each_ids_last_row(tmp_path):
+    from retrosearch.data.outputs import JsonlAppender
+
+    nested = tmp_path / "a" / "b" / "rows.jsonl"
+    JsonlAppender(nested).close()
+    assert nested.exists()
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes(b"{")  # a run killed while writing its first row
+    JsonlAppender(torn).close()
+    assert torn.read_bytes() == b""
+    retried = tmp_path / "retried.jsonl"
+    retried.write_text('{"id": "a"}\n{"id": "a", "status": "error"}\n{"id": "b", "status": "error"}\n{"id": "b"}\n')
+    appender = JsonlAppender(retried)
+    assert appender.done == {"b"}  # a's last row is an error: it is tried again, as write_in_order keeps that row
+    appender.close()
+
+
+def test_claims_reach_only_the_ledgers_of_the_folders_a_path_lies_in_and_once(tmp_path):
+    from retrosearch.data.outputs import LEDGER, claim, recording, written
+
+    run, other = tmp_path / "run", tmp_path / "other"
+    run.mkdir()
+    other.mkdir()
+    with recording(run):
+        claim(run / "checkpoint-*")
+        claim(run / "checkpoint-*")
+        claim(run / "final" / "model.safetensors")
+        claim(other / "elsewhere.json")  # outside the run folder: no ledger of it lists it
+        claim(run)  # the folder itself is no name in it
+        claim(run / LEDGER)
+    assert (run / LEDGER).read_text(encoding="utf-8").splitlines() == ["checkpoint-*", "final"]
+    assert written(run) == {"checkpoint-*", "final"} and not (other / LEDGER).exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from scripted import PIECES, Script, ScriptedEngine
 
 from retrosearch.engines import EngineConfig, SamplingConfig
@@ -153,3 +154,42 @@ def test_a_run_whose_every_prompt_is_too_long_has_zero_figures(tmp_path):
     assert all(row["skipped"] == LONGER_THAN_CONTEXT for row in rows.values()) and not engine.seen
     assert (summary["accuracy"], summary["tokens_mean"], summary["switches_mean"]) == (0.0, 0.0, 0.0)
     assert summary["skipped"] == {LONGER_THAN_CONTEXT: 4} and summary["traces_written"] == 0
+
+
+def test_the_manifest_and_the_progress_bar_count_correct_samples(tmp_path):
+    import asyncio
+
+    from retrosearch.data.inputs import ProblemRow
+    from retrosearch.stages.generate import Job, Sampler
+
+    run(tmp_path, "run", ScriptedEngine(respond))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["counts"] == {"samples": 4, "correct": 2, "errors": 0}
+    sampler = Sampler(ScriptedEngine(respond), SamplingConfig(max_new_tokens=40))
+    assert sampler.progress() == {"correct": 0}
+    for index, (text, gold) in enumerate([("What is 2 + 2 ?", "4"), ("What is 3 + 3 ?", "6"), ("2 + 2 ?", "4")]):
+        asyncio.run(sampler(Job(f"p{index}#0", ProblemRow(f"p{index}", text, gold), 0)))
+    assert sampler.progress() == {"correct": 2}
+
+
+def test_a_run_whose_every_row_failed_has_zero_figures_and_settings_below_one_are_refused():
+    from retrosearch.runner import ErrorRow
+    from retrosearch.stages.generate import summarize
+
+    summary = summarize([ErrorRow("p#0", "engine failed"), ErrorRow("p#1", "engine failed")], 1, False)
+    assert (summary["samples"], summary["errors"], summary["accuracy"], summary["correct"]) == (2, 2, 0.0, 0)
+    for option in ("samples", "limit"):
+        with pytest.raises(ValueError, match=f"--{option}"):
+            GenerateConfig(**{option: 0})
+
+
+def test_generate_prints_its_summary_unless_quiet(tmp_path, capsys):
+    config = GenerateConfig(
+        problems=write_problems(tmp_path / "problems.jsonl"),
+        output=str(tmp_path / "run"),
+        problem_field="text_x",
+        answer_field="gold_x",
+        id_field="key_x",
+    )
+    generate(config, EngineConfig(model="scripted"), engine=ScriptedEngine(respond))
+    assert "accuracy" in capsys.readouterr().out

@@ -370,6 +370,47 @@ def test_a_merge_is_the_same_run_whatever_order_its_shards_are_named_in(tmp_path
     assert "Try 3 ." in (merged / "revised.jsonl").read_text()
 
 
+def test_merge_names_each_differing_setting_and_takes_speed_settings_and_any_spelling_of_a_path(
+    tmp_path, scripted, capsys, monkeypatch
+):
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:3] + [(f"extra-{i}", ROWS[2][1]) for i in range(5)])
+    monkeypatch.chdir(tmp_path)
+    s0, s1, other = tmp_path / "s0", tmp_path / "s1", tmp_path / "other"
+    assert revise_cli("--input", str(source), "--output", str(s0), "--shard", "0/2") == 0
+    speed = ("--batch-size", "3", "--prefix-cache-mb", "0")  # the engine's speed-only settings may differ
+    assert revise_cli("--input", str(source), "--output", str(s1), "--shard", "1/2", *speed) == 0
+    # named by a relative and an absolute path, then by two absolute ones: the same merge, nothing to redo
+    capsys.readouterr()
+    assert main(["merge", str(s1), "s0", "--output", str(tmp_path / "all")]) == 0
+    assert "shard_wall_seconds" in capsys.readouterr().out  # the merged run's summary, as every stage prints it
+    before = (tmp_path / "all" / "manifest.json").read_text()
+    assert main(["merge", str(s0), str(s1), "--output", str(tmp_path / "all")]) == 0
+    assert (tmp_path / "all" / "manifest.json").read_text() == before
+    capsys.readouterr()
+
+    def refused(*folders: Path) -> str:
+        assert main(["merge", *map(str, folders), "--output", str(tmp_path / "bad")]) == 2
+        return capsys.readouterr().err.strip()
+
+    changed = ("--seed", "1", "--gamma", "0.5")
+    assert revise_cli("--input", str(source), "--output", str(other), "--shard", "1/2", *changed) == 0
+    capsys.readouterr()
+    assert refused(s0, other).endswith(  # compared with the first shard by path: other
+        f"{s0} was run with other settings than {other}: RetroSearchConfig.gamma, RetroSearchConfig.sampling.seed"
+    )
+    rows = (s0 / "revised.jsonl").read_text()
+    (s0 / "revised.jsonl").write_text("")  # revised, straight, extra-1 and extra-3 lost
+    assert refused(s0, s1).endswith(
+        "merge: 4 of 8 input ids are in no shard (first: ['revised', 'straight', 'extra-1']); "
+        "rerun the shards that lack them"
+    )
+    (s0 / "revised.jsonl").write_text(rows)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "manifest.json").write_text('{"finished": "2026-01-01"}')  # a manifest without a config
+    assert refused(s0, bare).endswith(f"{bare} is not the run folder of a `revise --shard i/n` run")
+
+
 def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
     source = write_rows(tmp_path / "in.jsonl", ROWS[:3])
     shards = [str(tmp_path / f"s{i}") for i in range(2)]
@@ -385,10 +426,13 @@ def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
 
     capsys.readouterr()
     assert main(["merge", *shards]) == 2
-    assert "merge needs the shard folders and --output (the merged run folder)" in capsys.readouterr().err
+    message = "merge needs the shard folders and --output (the merged run folder)"
+    assert capsys.readouterr().err.strip() == f"retrosearch: error: {message}"
     lines = (Path(shards[0]) / "revised.jsonl").read_text().splitlines()
     (Path(shards[0]) / "revised.jsonl").write_text(lines[0] + "\n")  # a row lost
-    assert "1 of 3 input ids are in no shard (first: ['straight'])" in refused(*shards)
+    assert refused(*shards).endswith(
+        "merge: 1 of 3 input ids are in no shard (first: ['straight']); rerun the shards that lack them"
+    )
     (Path(shards[0]) / "revised.jsonl").write_text("\n".join(lines) + "\n")
     other_seed = str(tmp_path / "seed1")
     assert revise_cli("--input", str(source), "--output", other_seed, "--shard", "1/2", "--seed", "1") == 0
@@ -413,9 +457,13 @@ def test_merge_verifies_its_shards(tmp_path, scripted, capsys):
     assert main(["merge", shards[0], relative, "--output", str(tmp_path / "mixed")]) == 0
     # a shard holding an id the input lacks is named as such; one another shard holds too, as such
     (Path(shards[0]) / "revised.jsonl").write_text(before.decode().replace('"id": "revised"', '"id": "ghost"', 1))
-    assert f"{shards[0]} holds id 'ghost', which {source} lacks" in refused(*shards)
+    assert refused(*shards).endswith(
+        f"merge: {shards[0]} holds id 'ghost', which {source} lacks; were the shards run on this input?"
+    )
     (Path(shards[0]) / "revised.jsonl").write_text(before.decode().replace('"id": "revised"', '"id": "losing"', 1))
-    assert "merge found an id in more than one shard; were the shards run on the same input?" in refused(*shards)
+    assert refused(*shards) == (
+        "retrosearch: error: merge found an id in more than one shard; were the shards run on the same input?"
+    )
     (Path(shards[0]) / "revised.jsonl").write_bytes(before)
     # shards of different splits
     third = str(tmp_path / "third")
