@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from retrosearch.data.inputs import DataError
+from retrosearch.data.outputs import LEDGER
 from retrosearch.organism import checkpoint_path
 from retrosearch.stages.sft import SFTRunConfig, build_trainer, sft, training_pairs
 from retrosearch.stages.teacher import export_teacher
@@ -61,6 +62,8 @@ def test_training_runs_on_cpu_and_writes_a_loadable_student(teacher_file, tmp_pa
     )
     summary = sft(config)
     assert summary["steps"] == 2 and summary["kept"] == 16
+    # what the trainer writes is recorded before it trains: --overwrite removes it after a run killed mid-training
+    assert (tmp_path / LEDGER).read_text().splitlines()[:3] == ["manifest.json", "checkpoint-*", "final"]
     assert 0.0 < summary["train_loss"] < 10.0
     student = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
     base = AutoModelForCausalLM.from_pretrained(checkpoint_path())

@@ -1,0 +1,110 @@
+"""A run folder's edge cases (`stages/folder.py`): `--overwrite` after a killed `--overwrite`, a removal that fails
+halfway and is undone, a folder from before runs kept a ledger, and the one-line account of what differs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from retrosearch.config import option, overwrite_option
+from retrosearch.data.outputs import LEDGER, write_jsonl
+from retrosearch.stages.folder import TRASH, RunError, _differences, differing_keys
+from retrosearch.stages.revise import parse_shard
+from retrosearch.stages.template import run_once
+
+
+@dataclass(frozen=True)
+class Work:
+    output: str = option("runs/x", "run folder")
+    steps: int = option(3, "changes the results")
+    overwrite: bool = overwrite_option()
+
+
+@pytest.fixture(autouse=True)
+def work_command(monkeypatch):
+    from retrosearch.stages import registry
+
+    command = registry.Command("work", ("work",), "stage", f"{__name__}:run", (f"{__name__}:Work",), "a test stage")
+    monkeypatch.setitem(registry.COMMANDS, "work", command)
+
+
+def run(folder: Path, overwrite: bool = False, steps: int = 3) -> dict:
+    def work(run_folder) -> dict:
+        write_jsonl(run_folder.path / "rows.jsonl", [{"id": str(n)} for n in range(steps)])
+        write_jsonl(run_folder.path / "more.jsonl", [])
+        return {"rows": steps}
+
+    return run_once("work", folder, (Work(str(folder), steps),), overwrite, work, quiet=True)
+
+
+def test_overwrite_clears_what_a_killed_overwrite_left_behind(tmp_path):
+    folder = tmp_path / "run"
+    run(folder)
+    (folder / TRASH).mkdir()
+    (folder / TRASH / "rows.jsonl").write_text("half removed\n")
+    assert run(folder, overwrite=True, steps=2)["rows"] == 2
+    assert not (folder / TRASH).exists()
+    assert len((folder / "rows.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_removal_that_fails_halfway_is_undone(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    run(folder)
+    before = sorted(path.name for path in folder.iterdir())
+    original, calls = Path.rename, []
+
+    def failing_second(self, target):
+        calls.append(self.name)
+        if len(calls) == 2:
+            raise OSError("device busy")
+        return original(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing_second)
+    with pytest.raises(OSError, match="device busy"):
+        run(folder, overwrite=True)
+    monkeypatch.setattr(Path, "rename", original)
+    assert sorted(path.name for path in folder.iterdir()) == before  # the first one moved back, no trash left
+    assert len((folder / "rows.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_folder_from_before_ledgers_is_overwritten_only_when_it_holds_nothing_but_the_lock(tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / ".lock").write_text("pid 1 on gone\n")  # a folder whose run was killed before it wrote anything
+    assert run(bare, overwrite=True)["rows"] == 3
+    legacy = tmp_path / "legacy"
+    run(legacy)
+    (legacy / LEDGER).unlink()
+    with pytest.raises(RunError) as error:
+        run(legacy, overwrite=True)
+    assert str(error.value) == (
+        f"{legacy} was written by a retrosearch that kept no list of the files its runs wrote, so --overwrite cannot "
+        "tell them from yours: move out what you keep and delete the folder, or choose another --output"
+    )
+    assert (legacy / "rows.jsonl").exists()
+
+
+def test_what_differs_is_said_by_setting_then_by_input_then_as_an_older_run():
+    resolved = {"Work": {"steps": 3, "nested": {"a": 1}}}
+    manifest = {"config": {"Work": {"steps": 4, "nested": {"a": 2}}}}
+    assert _differences(manifest, resolved, {}, ()) == "settings (Work.nested.a, Work.steps)"
+    inputs = {"input": "1111", "problems": "2222"}
+    same = {"config": resolved, "input_fingerprints": {"input": "0000", "problems": "3333"}}
+    assert _differences(same, resolved, inputs, ()) == "input contents (input, problems changed since)"
+    assert _differences({}, {}, inputs, ()) == "input contents (input, problems changed since)"
+    assert _differences({"config": resolved}, resolved, {}, ()) == "settings (an older retrosearch's run)"
+
+
+def test_a_setting_that_became_a_section_differs_as_itself():
+    assert differing_keys({"a": {"x": 1}, "b": 2}, {"a": 5, "b": 2}) == ["a"]
+    assert differing_keys({"a": 5}, {"a": {"x": 1}}) == ["a"]
+
+
+def test_a_shard_outside_its_count_is_refused():
+    assert parse_shard("1/2") == (1, 2)
+    for shard in ("2/2", "-1/2"):
+        with pytest.raises(ValueError) as error:
+            parse_shard(shard)
+        assert str(error.value) == f"--shard {shard}: i must be in 0..n-1"
