@@ -14,6 +14,8 @@ import pytest
 from scripted import Script, ScriptedEngine
 
 from retrosearch.cli import main
+from retrosearch.search.retro_search import RetroSearchConfig
+from retrosearch.seeds import derive_seed
 from retrosearch.trace import SEPARATOR, parse
 
 CHAT = "User: {}\nAssistant: "
@@ -94,6 +96,14 @@ def test_every_status_and_reason_and_the_summary_values(tmp_path, scripted, caps
         {"switch_index": 2, "keyword": "Wait", "length_before": 6, "length_after": 4, "rollout": 0}
     ]
     assert revised["record"] == {"id": "revised", "problem": "p-revised", "answer": "5", "response": revised["revised"]}
+    assert (revised["id"], revised["problem"], revised["gold"], revised["format"]) == (
+        "revised",
+        "p-revised",
+        "5",
+        "r1",
+    )
+    # the rollout's seed is drawn from the run's seed, the row's id, the switch and the rollout's number
+    assert scripted.seen[0].request.seed == derive_seed(RetroSearchConfig().sampling.seed, "revised", 2, 0)
     count = scripted.count_tokens
     assert (revised["tokens_before"], revised["tokens_after"]) == (count(ROWS[0][1]), count(revised["revised"]))
     assert (revised["steps_before"], revised["thoughts_before"], revised["switches_before"]) == (6, 3, 2)
@@ -102,6 +112,7 @@ def test_every_status_and_reason_and_the_summary_values(tmp_path, scripted, caps
     assert revised["generated_tokens"] == sum(len(s.completion.token_ids) for s in scripted.seen[:2])
     for name in ("straight", "wrong", "unfinished", "no-answer"):
         assert rows[name]["revised"] == rows[name]["original"] and rows[name]["rollouts"] == 0
+        assert rows[name]["generated_tokens"] == 0 and rows[name]["revisions"] == []
     # the losing rollout: its banned first candidate ("Hmm") was not written
     assert rows["losing"]["revised"] == ROWS[1][1] and rows["losing"]["rollouts"] == 1
 
@@ -547,3 +558,20 @@ def test_a_summary_that_cannot_be_written_leaves_no_temporary_file(tmp_path, mon
     with pytest.raises(OSError):
         outputs.write_json(tmp_path / "summary.json", {"a": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_progress_bar_counts_accepted_revisions_and_an_empty_run_has_zero_means(scripted):
+    import asyncio
+
+    from retrosearch.data.inputs import Sample
+    from retrosearch.stages.revise import ReviseConfig, Reviser, summarize
+
+    reviser = Reviser.on(scripted, RetroSearchConfig(), ReviseConfig())
+    assert reviser.progress() == {"accepted": 0}
+    for name, text in ROWS[:3]:
+        asyncio.run(reviser(Sample(name, f"p-{name}", "5", text, "in.jsonl:1")))
+    assert reviser.progress() == {"accepted": 1}  # "revised" once; "losing" and "straight" not
+    asyncio.run(reviser(Sample("again", "p-revised", "5", ROWS[0][1], "in.jsonl:4")))
+    assert reviser.progress() == {"accepted": 2}
+    means = {key: value for key, value in summarize([]).items() if key.endswith("_mean")}
+    assert "tokens_before_mean" in means and set(means.values()) == {0.0}

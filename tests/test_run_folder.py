@@ -102,8 +102,11 @@ def test_a_setting_that_became_a_section_differs_as_itself():
     assert differing_keys({"a": 5}, {"a": {"x": 1}}) == ["a"]
 
 
-def test_a_shard_outside_its_count_is_refused():
+def test_a_shard_outside_its_count_or_not_of_the_form_i_n_is_refused():
     assert parse_shard("1/2") == (1, 2)
+    with pytest.raises(ValueError) as error:
+        parse_shard("half")
+    assert str(error.value) == "--shard takes i/n (e.g. 0/4), not 'half'"
     for shard in ("2/2", "-1/2"):
         with pytest.raises(ValueError) as error:
             parse_shard(shard)

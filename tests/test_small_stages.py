@@ -17,6 +17,9 @@ from retrosearch.organism.teacher import Habits, solve
 from retrosearch.stages.select import SelectConfig, select
 from retrosearch.stages.teacher import TeacherConfig, export_teacher, export_teacher_run
 
+SAMPLE = {"id": "p#0", "problem_id": "p", "sample": 0, "problem": "q", "answer": "1", "response": "r"}
+SAMPLE |= {"predicted": "1", "correct": True, "truncated": False, "tokens": 3, "switches": 0}
+
 
 def rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -54,9 +57,16 @@ def test_the_teacher_refuses_a_count_below_one_and_takes_overwrite(tmp_path):
     assert len(rows(tmp_path / "t" / "traces.jsonl")) == 2
 
 
-def test_the_teacher_prints_its_summary(tmp_path, capsys):
+def test_the_teacher_and_select_print_their_summaries_and_the_teacher_defaults_to_the_training_split(tmp_path, capsys):
     assert main(["organism", "teacher", "--count", "2", "--output", str(tmp_path / "t")]) == 0
     assert "traces" in capsys.readouterr().out
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps(SAMPLE) + "\n")
+    assert main(["select", "--input", str(samples), "--output", str(tmp_path / "s")]) == 0
+    assert "problems_with_a_correct_trace" in capsys.readouterr().out
+    export_teacher(tmp_path / "default.jsonl", 3)
+    export_teacher(tmp_path / "train.jsonl", 3, "train", 0, Habits())
+    assert (tmp_path / "default.jsonl").read_text() == (tmp_path / "train.jsonl").read_text()
 
 
 def test_select_names_a_missing_input_and_its_summary_names_its_traces(tmp_path):
@@ -69,9 +79,7 @@ def test_select_names_a_missing_input_and_its_summary_names_its_traces(tmp_path)
     with pytest.raises(ValueError, match="--shortest-correct-of must be at least 1"):
         SelectConfig(shortest_correct_of=0)
     source = tmp_path / "samples.jsonl"
-    sample = {"id": "p#0", "problem_id": "p", "sample": 0, "problem": "q", "answer": "1", "response": "r"}
-    sample |= {"predicted": "1", "correct": True, "truncated": False, "tokens": 3, "switches": 0}
-    source.write_text(json.dumps(sample) + "\n")
+    source.write_text(json.dumps(SAMPLE) + "\n")
     summary = select(SelectConfig(input=str(source), output=str(tmp_path / "s")), quiet=True)
     traces = str(tmp_path / "s" / "traces.jsonl")
     assert summary == {"problems_with_a_correct_trace": 1, "traces": traces, "wall_seconds": summary["wall_seconds"]}

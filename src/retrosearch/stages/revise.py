@@ -89,12 +89,12 @@ class Reviser:
         engine: Engine,
         search: RetroSearch,
         config: ReviseConfig,
-        check: Callable[[str | None, str | None], Verdict] | None = None,
+        check: Callable[[str | None, str | None], Verdict],
     ) -> None:
         self.engine = engine
         self.search = search
         self.config = config
-        self.check = check or (lambda gold, answer: Verdict(search.is_correct(gold, answer)))
+        self.check = check
         self.accepted = 0
 
     @classmethod
