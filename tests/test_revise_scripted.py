@@ -573,5 +573,11 @@ def test_the_progress_bar_counts_accepted_revisions_and_an_empty_run_has_zero_me
     assert reviser.progress() == {"accepted": 1}  # "revised" once; "losing" and "straight" not
     asyncio.run(reviser(Sample("again", "p-revised", "5", ROWS[0][1], "in.jsonl:4")))
     assert reviser.progress() == {"accepted": 2}
-    means = {key: value for key, value in summarize([]).items() if key.endswith("_mean")}
-    assert "tokens_before_mean" in means and set(means.values()) == {0.0}
+    empty = summarize([])
+    means = {key: value for key, value in empty.items() if key.endswith("_mean")}
+    assert "tokens_before_mean" in means and set(means.values()) == {0.0} and empty["tokens_ratio"] == 0.0
+
+
+def test_revise_without_an_input_is_one_line(tmp_path, capsys):
+    assert revise_cli("--output", str(tmp_path / "run")) == 2
+    assert capsys.readouterr().err.strip() == "retrosearch: error: revise needs --input: a traces file or dataset id"

@@ -150,3 +150,27 @@ def test_failed_rows_are_left_out_and_counted(teacher_file, tmp_path):
     only_failed.write_text(failed + "\n")
     with pytest.raises(DataError, match=r"no samples found \(1 failed rows left out\)"):
         training_pairs(SFTRunConfig(input=str(only_failed)), _tokenizer())
+
+
+def test_a_student_run_follows_its_input_and_base_model_contents_and_overwrite_trains_anew(teacher_file, tmp_path):
+    import shutil
+
+    from retrosearch.stages.folder import RunError
+
+    base = tmp_path / "base"
+    shutil.copytree(checkpoint_path(), base)
+    data = tmp_path / "data.jsonl"
+    shutil.copy(teacher_file, data)
+    config = SFTRunConfig(input=str(data), model=str(base), output=str(tmp_path / "student"), max_length=1024)
+    config = SFTRunConfig(**{**config.__dict__, "batch_size": 16, "epochs": 1})
+    summary = sft(config, quiet=True)
+    assert summary["final"] == str(tmp_path / "student" / "final") and summary["steps"] == 1
+    data.write_text(data.read_text().replace("try x", "try  x", 1))
+    with pytest.raises(RunError, match=r"other input contents \(input changed since\)"):
+        sft(config, quiet=True)
+    shutil.copy(teacher_file, data)
+    (base / "generation_config.json").write_text((base / "generation_config.json").read_text() + "\n")
+    with pytest.raises(RunError, match=r"other input contents \(model changed since\)"):
+        sft(config, quiet=True)
+    retrained = sft(SFTRunConfig(**{**config.__dict__, "overwrite": True}), quiet=True)  # the changed base, anew
+    assert retrained["steps"] == 1 and (tmp_path / "student" / "final" / "config.json").exists()

@@ -52,3 +52,66 @@ def test_a_run_resumes_under_other_speed_settings_and_refuses_other_results_sett
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["command"] == "work"
     assert manifest["command_line"] == f"retrosearch work --output {folder}"
+
+
+def test_rows_are_read_past_blank_lines_and_other_runs_ids_and_an_odd_row_is_named(tmp_path):
+    from retrosearch.data.inputs import DataError
+    from retrosearch.runner import ErrorRow
+    from retrosearch.stages.generate import SampleRow
+    from retrosearch.stages.template import read_rows
+
+    sample = {"id": "a", "problem_id": "p", "sample": 0, "problem": "q", "answer": "1", "response": "r"}
+    sample |= {"predicted": "1", "correct": True, "truncated": False, "tokens": 3, "switches": 0}
+    lines = [
+        {**sample, "id": "other"},
+        {"id": "failed", "status": "error", "reason": "engine died"},
+        {"id": "bare", "status": "error"},
+        sample,
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines[:2]) + "\n\n" + json.dumps(lines[2]) + "\n")
+    with open(path, "a") as handle:
+        handle.write(json.dumps(lines[3]) + "\n")
+    read = list(read_rows(path, SampleRow, {"a", "failed", "bare"}))
+    assert read == [ErrorRow("failed", "engine died"), ErrorRow("bare", ""), SampleRow(**sample)]
+    path.write_text(json.dumps({**sample, "bogus": 1}) + "\n")
+    with pytest.raises(DataError) as error:
+        list(read_rows(path, SampleRow))
+    assert str(error.value) == f"{path}:1: not a SampleRow (unknown fields ['bogus']); is this the right file?"
+
+
+def test_a_row_stage_says_unfinished_while_it_works_and_counts_only_its_own_engine_work(tmp_path, monkeypatch):
+    from collections import Counter
+
+    from scripted import Script, ScriptedEngine
+
+    from retrosearch.engines import EngineConfig
+    from retrosearch.stages import template
+    from retrosearch.stages.generate import GenerateConfig, generate
+
+    class CountingEngine(ScriptedEngine):
+        async def generate(self, requests):
+            self.counts["requests"] += len(requests)
+            return await super().generate(requests)
+
+    engine = CountingEngine(Script().otherwise("<think>\nso 4\n</think>\n\n\\boxed{4}"))
+    engine.counts = Counter()
+    manifests = []
+
+    class Watching(template.JsonlAppender):
+        def __init__(self, path, *args, **kwargs):
+            manifests.append(json.loads((path.parent / "manifest.json").read_text()))
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(template, "JsonlAppender", Watching)
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"problem": f"{n} + 2 ?", "answer": "4"}) + "\n" for n in range(3)))
+
+    def run(name: str) -> dict:
+        config = GenerateConfig(problems=str(problems), output=str(tmp_path / name), samples=2)
+        return generate(config, EngineConfig(model="scripted"), engine=engine, quiet=True)
+
+    first, second = run("first"), run("second")  # one engine serves both runs
+    assert manifests[0]["finished"] is None and "started" in manifests[0]
+    assert first["engine_requests"] == second["engine_requests"] == 6 and engine.counts["requests"] == 12
+    assert 0 <= second["wall_seconds"] < 60
