@@ -14,7 +14,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from retrosearch.pipelines.recipe import averaged
+from retrosearch.pipelines.comparison import averaged
 
 
 def stage_figures(results: dict) -> dict[str, dict[str, float]]:

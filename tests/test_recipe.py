@@ -64,6 +64,17 @@ def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys, monkeypatch):
         assert path.read_bytes() == content, path
         if path.name in ("samples.jsonl", "revised.jsonl", "model.safetensors"):  # work, not derived files
             assert path.stat().st_mtime_ns == modified, path
+    model = summary["comparison"]["models"]["eval-revised"]
+    assert model["max_new_tokens"] == 400
+    assert model["sft_data_tokens_mean"] == summary["results"]["sft-revised"]["completion_tokens_mean"] > 0
+    # a repeat with --seed beside it: the table gains the mean and spread over both runs
+    repeat = tmp_path / "run-seed7"
+    repeat.mkdir()
+    (repeat / "recipe_summary.json").write_text(json.dumps({"comparison": summary["comparison"]}))
+    assert main(["run", str(recipe)]) == 0
+    printed = capsys.readouterr().out
+    assert "over the recipe's seed runs (mean ± standard deviation):" in printed
+    assert "| eval-revised | 2 | " in printed
 
 
 def test_a_seed_repeats_a_recipe_in_a_folder_of_its_own(tmp_path):

@@ -373,14 +373,31 @@ def recipe_folder(folder: Path, table: list[str] | None) -> Path:
     return folder
 
 
+COMPARISON_HEADERS = [
+    "model",
+    "accuracy",
+    "Δ accuracy (points)",
+    "avg tokens",
+    "tokens ×",
+    "SFT data tokens ×",
+    "max new tokens",
+    "avg switches",
+    "truncated",
+]
+
+
 def test_a_recipe_folder_gives_the_papers_table_its_stages_and_its_revise_stage(tmp_path):
     sections, viewer = runs.recipe_sections(recipe_folder(tmp_path / "recipe", None), 10)
     recipe, revise = sections
     assert recipe.title == "Recipe"
     assert recipe.facts == {"recipe": "self-improve.yaml", "wall seconds (all stages)": 3.8}
     table, stages = recipe.tables
-    assert table.headers == ["model", "accuracy", "avg tokens", "avg switches", "truncated"]
-    assert table.rows == [["original", 0.375, 75.0, 1.5, 3], ["student", 0.25, 50.0, 1.0, 2]]
+    assert table.headers == COMPARISON_HEADERS
+    # a recipe run before comparisons were recorded: figures without changes
+    assert table.rows == [
+        ["original", "0.375", "", "75.0", "", "", "", "1.50", 3],
+        ["student", "0.250", "", "50.0", "", "", "", "1.00", 2],
+    ]
     assert (stages.title, stages.headers, stages.rows) == (
         "Stages",
         ["stage", "seconds"],
@@ -391,9 +408,24 @@ def test_a_recipe_folder_gives_the_papers_table_its_stages_and_its_revise_stage(
     assert viewer.mode == "compare" and viewer.total == 1
 
 
+def test_a_recipe_folder_shows_its_recorded_comparison_and_spread_over_seeds(tmp_path):
+    from retrosearch.pipelines.comparison import compare_models, over_seeds
+
+    folder = recipe_folder(tmp_path / "recipe", ["original", "student"])
+    summary = json.loads((folder / "recipe_summary.json").read_text())
+    comparison = compare_models(["original", "student"], "original", summary["results"], {"student": 512}, {})
+    summary.update(comparison=comparison, over_seeds=over_seeds([comparison, comparison]))
+    (folder / "recipe_summary.json").write_text(json.dumps(summary))
+    (recipe, _), _ = runs.recipe_sections(folder, 10)
+    table, seeds, _ = recipe.tables
+    assert table.rows[1] == ["student", "0.250", "-12.5", "50.0", "0.667×", "", 512, "1.00", 2]
+    assert seeds.title == "Over the recipe's seed runs (mean ± standard deviation)"
+    assert seeds.rows[1][:4] == ["student", 2, "0.250 ± 0.000", "-12.5 ± 0.000"]
+
+
 def test_a_recipe_table_follows_the_recipes_order_and_a_recipe_without_models_has_no_plot(tmp_path):
     sections, _ = runs.recipe_sections(recipe_folder(tmp_path / "recipe", ["student", "teacher", "gone"]), 10)
-    assert sections[0].tables[0].rows == [["student", 0.25, 50.0, 1.0, 2]]
+    assert [row[0] for row in sections[0].tables[0].rows] == ["student"]
     sections, _ = runs.recipe_sections(recipe_folder(tmp_path / "all", []), 10)  # no order given: every model
     assert [row[0] for row in sections[0].tables[0].rows] == ["original", "student"]
     sections, _ = runs.recipe_sections(recipe_folder(tmp_path / "bare", ["teacher"]), 10)

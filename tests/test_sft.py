@@ -146,6 +146,10 @@ def test_failed_rows_are_left_out_and_counted(teacher_file, tmp_path):
     mixed.write_text("\n".join([lines[0], failed, *lines[1:4]]) + "\n")
     pairs, counts = training_pairs(SFTRunConfig(input=str(mixed), max_length=10_000), _tokenizer())
     assert len(pairs) == 4 and counts["left_out_failed"] == 1 and counts["rows"] == 4
+    # the mean length of what is trained on: each completion's tokens and its EOS
+    tokenizer = _tokenizer()
+    lengths = [len(tokenizer(pair["completion"], add_special_tokens=False)["input_ids"]) + 1 for pair in pairs]
+    assert counts["completion_tokens_mean"] == round(sum(lengths) / 4, 2)
     only_failed = tmp_path / "failed.jsonl"
     only_failed.write_text(failed + "\n")
     with pytest.raises(DataError, match=r"no samples found \(1 failed rows left out\)"):

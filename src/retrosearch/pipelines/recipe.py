@@ -20,6 +20,16 @@ from typing import Any
 
 from retrosearch.config import option, option_names, read_yaml
 from retrosearch.data.outputs import recording, write_json, write_whole
+from retrosearch.pipelines.comparison import (
+    compare_models,
+    over_seeds,
+    read_comparison,
+    seed_rows,
+    seed_runs,
+    setting,
+    table_rows,
+    trained_on,
+)
 from retrosearch.stages.folder import MANIFEST, RunError, now, versions
 from retrosearch.stages.registry import COMMANDS, as_option, command_line
 from retrosearch.tables import markdown
@@ -64,6 +74,7 @@ class Recipe:
     stages: list[Stage]
     table: list[str]
     description: str = ""
+    baseline: str | None = None  # the eval stage every other model of the table is compared with
 
 
 def load_recipe(path: str, output: str | None = None, seed: int | None = None) -> Recipe:
@@ -90,6 +101,9 @@ def load_recipe(path: str, output: str | None = None, seed: int | None = None) -
             raise ValueError(
                 f"{path}: table names stage {name!r}, a {commands[name]} stage; the table shows eval stages"
             )
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in raw.get("table", []):
+        raise ValueError(f"{path}: baseline {baseline!r} is not in the table; name one of the table's eval stages")
     default_output = raw.get("output", f"runs/{Path(path).stem}")
     if seed is not None:
         default_output += f"-seed{seed}"
@@ -99,6 +113,7 @@ def load_recipe(path: str, output: str | None = None, seed: int | None = None) -
         stages,
         list(raw.get("table", [])),
         raw.get("description", ""),
+        baseline,
     )
 
 
@@ -156,31 +171,22 @@ def plan(recipe: Recipe) -> list[tuple[str, str, dict[str, Any]]]:
     return steps
 
 
-def averaged(benchmarks: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """One evaluated model's row of the paper's table: accuracy, tokens and switches averaged over its benchmarks,
-    truncated answers summed."""
-    figures = list(benchmarks.values())
-    return {
-        **{key: sum(b[key] for b in figures) / len(figures) for key in ("accuracy", "tokens_mean", "switches_mean")},
-        "truncated": sum(b["truncated"] for b in figures),
-    }
+def comparison_of(recipe: Recipe, steps: list[tuple[str, str, dict[str, Any]]], results: dict) -> dict[str, Any]:
+    """The table's models beside the baseline (`comparison.compare`), with each one's token cap and SFT data."""
+    options = {name: resolved for name, _, resolved in steps}
+    commands = {name: command for name, command, _ in steps}
+    outputs = {name: resolved["output"] for name, resolved in options.items()}
+    caps = {name: setting(COMMANDS[commands[name]].build(options[name]), "max_new_tokens") for name in recipe.table}
+    data = {name: trained_on(str(options[name].get("model", "")), outputs, results) for name in recipe.table}
+    return compare_models(recipe.table, recipe.baseline, results, caps, data)
 
 
-def final_table(recipe: Recipe, results: dict[str, dict[str, Any]]) -> str:
-    """The paper's table: one row per evaluated model, averaged over its benchmarks."""
-    rows = []
-    for name in recipe.table:
-        row = averaged(results[name]["benchmarks"])
-        rows.append(
-            [
-                name,
-                f"{row['accuracy']:.3f}",
-                f"{row['tokens_mean']:.1f}",
-                f"{row['switches_mean']:.2f}",
-                row["truncated"],
-            ]
-        )
-    return markdown(("model", "accuracy", "avg tokens", "avg switches", "truncated"), rows)
+def final_table(comparison: dict[str, Any], over: dict[str, Any] | None) -> str:
+    """The paper's table (and, with seed repeats, their mean and spread) as Markdown."""
+    table = markdown(*table_rows(comparison))
+    if over:
+        table += "\nover the recipe's seed runs (mean ± standard deviation):\n\n" + markdown(*seed_rows(over))
+    return table
 
 
 def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed: int | None = None) -> str:
@@ -201,13 +207,16 @@ def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed
         timings[name] = round(time.monotonic() - started, 1)
         if results[name].get("errors"):
             raise StageFailed(name, results[name]["errors"])
-    table = final_table(recipe, results)
+    comparison = comparison_of(recipe, steps, results)
+    repeats = [read_comparison(folder) for folder in seed_runs(recipe.output) if folder != Path(recipe.output)]
+    known = [other for other in repeats if other and set(other["models"]) == set(comparison["models"])]
+    over = over_seeds([comparison, *known]) if known else None
+    table = final_table(comparison, over)
     root = Path(recipe.output)
+    summary = {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results}
     with recording(root):
         write_whole(root / TABLE, table)
-        write_json(
-            root / RECIPE_SUMMARY, {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results}
-        )
+        write_json(root / RECIPE_SUMMARY, {**summary, "comparison": comparison, "over_seeds": over})
         config = RunConfig(path, output, seed=seed)
         write_json(
             root / MANIFEST,

@@ -107,6 +107,8 @@ def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, Any]
         "left_out_not_searched": not_searched,
         "left_out_failed": failed,
         "longest_tokens": longest,
+        # the length of what is trained on, so a recipe can set a student's length beside its data's
+        "completion_tokens_mean": round(sum(sum(pair["completion_mask"]) for pair in pairs) / len(pairs), 2),
     }
 
 

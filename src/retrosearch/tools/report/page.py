@@ -12,6 +12,7 @@ import base64
 import gzip
 import hashlib
 import json
+import re
 from datetime import datetime, timezone
 from html import escape
 from importlib.resources import files
@@ -43,7 +44,12 @@ def _value(value: Any) -> str:
     return cell(value) if value is not None else "-"
 
 
+FIGURE = re.compile(r"[+-]?\d[\d,]*(\.\d+)?×?( ± \d+(\.\d+)?)?")  # a figure a table gives as text: +2.5, 0.733× ± 0.010
+
+
 def _numeric(value: Any) -> bool:
+    if isinstance(value, str):
+        return FIGURE.fullmatch(value) is not None
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from retrosearch.answers import extract_answer
 from retrosearch.data.inputs import DataError, read_records
-from retrosearch.pipelines.recipe import RECIPE_SUMMARY, averaged
+from retrosearch.pipelines.comparison import compare_models, seed_rows, table_rows
+from retrosearch.pipelines.recipe import RECIPE_SUMMARY
 from retrosearch.stages.folder import MANIFEST, SUMMARY
 from retrosearch.stages.generate import SAMPLES_FILE
 from retrosearch.stages.revise import OUTPUT_FILE as REVISED_FILE
@@ -320,25 +321,30 @@ def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer 
     summary = _read_json(folder / RECIPE_SUMMARY)
     results: dict[str, Any] = summary.get("results") or {}
     evaluated = summary.get("table") or [name for name, result in results.items() if "benchmarks" in result]
-    models = []
-    for name in evaluated:
-        if benchmarks := (results.get(name) or {}).get("benchmarks"):
-            row = averaged(benchmarks)
-            models.append([name, row["accuracy"], row["tokens_mean"], row["switches_mean"], row["truncated"]])
+    evaluated = [name for name in evaluated if (results.get(name) or {}).get("benchmarks")]
+    # a recipe run before comparisons were recorded: its models' figures, without changes
+    comparison = summary.get("comparison") or compare_models(evaluated, None, results, {}, {})
+    headers, rows = table_rows(comparison)
+    tables = [Table("The paper's table: each model averaged over its benchmarks", headers, rows)]
+    if summary.get("over_seeds"):
+        tables.append(
+            Table("Over the recipe's seed runs (mean ± standard deviation)", *seed_rows(summary["over_seeds"]))
+        )
     seconds = summary.get("stage_seconds") or {}
+    models = comparison["models"]
+    names = list(models)
     recipe = Section(
         "Recipe",
         facts={"recipe": summary.get("recipe"), "wall seconds (all stages)": round(sum(seconds.values()), 1)},
-        tables=[
-            Table(
-                "The paper's table: each model averaged over its benchmarks",
-                ["model", "accuracy", "avg tokens", "avg switches", "truncated"],
-                models,
-            ),
-            Table("Stages", ["stage", "seconds"], [[name, value] for name, value in seconds.items()]),
-        ],
-        plots=[model_bars([row[0] for row in models], [row[1] for row in models], [row[2] for row in models])]
-        if models
+        tables=[*tables, Table("Stages", ["stage", "seconds"], [[name, value] for name, value in seconds.items()])],
+        plots=[
+            model_bars(
+                names,
+                [models[name]["averaged"]["accuracy"] for name in names],
+                [models[name]["averaged"]["tokens_mean"] for name in names],
+            )
+        ]
+        if names
         else [],
     )
     sections, viewer = [recipe], None
