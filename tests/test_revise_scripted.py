@@ -581,3 +581,12 @@ def test_the_progress_bar_counts_accepted_revisions_and_an_empty_run_has_zero_me
 def test_revise_without_an_input_is_one_line(tmp_path, capsys):
     assert revise_cli("--output", str(tmp_path / "run")) == 2
     assert capsys.readouterr().err.strip() == "retrosearch: error: revise needs --input: a traces file or dataset id"
+
+
+def test_a_revise_row_is_told_by_its_four_fields():
+    from retrosearch.stages.revise import RevisedRow
+
+    row = {"original": "a", "revised": "b", "status": "revised", "record": {}}
+    assert RevisedRow.is_one(row) and RevisedRow.is_one({**row, "id": "x"})
+    for field in row:
+        assert not RevisedRow.is_one({key: value for key, value in row.items() if key != field})

@@ -178,3 +178,37 @@ def test_a_student_run_follows_its_input_and_base_model_contents_and_overwrite_t
         sft(config, quiet=True)
     retrained = sft(SFTRunConfig(**{**config.__dict__, "overwrite": True}), quiet=True)  # the changed base, anew
     assert retrained["steps"] == 1 and (tmp_path / "student" / "final" / "config.json").exists()
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_trainer_gets_every_setting_of_the_run(teacher_file, tmp_path, lora):
+    config = SFTRunConfig(input=str(teacher_file), output=str(tmp_path), max_length=777, lora=lora)
+    config = SFTRunConfig(
+        **{
+            **config.__dict__,
+            "batch_size": 3,
+            "gradient_accumulation": 5,
+            "learning_rate": 7e-4,
+            "warmup_ratio": 0.25,
+            "logging_steps": 9,
+            "save_steps": 11,
+            "seed": 13,
+            "lora_rank": 6,
+            "lora_alpha": 12,
+        }
+    )
+    trainer = build_trainer(config, training_pairs(config, _tokenizer())[0])
+    args = trainer.args
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (3, 5)
+    assert (args.learning_rate, args.lr_scheduler_type, args.warmup_steps) == (7e-4, "cosine", 0.25)
+    assert (args.logging_steps, args.save_steps, args.save_total_limit, args.seed) == (9, 11, 2, 13)
+    assert (args.max_length, args.report_to, args.num_train_epochs) == (777, [], config.epochs)
+    assert (args.use_cpu, args.bf16) == (not torch.cuda.is_available(), torch.cuda.is_available())
+    assert trainer.processing_class.name_or_path == str(checkpoint_path())
+    if lora:
+        adapter = trainer.model.peft_config["default"]
+        assert (adapter.r, adapter.lora_alpha, adapter.task_type) == (6, 12, "CAUSAL_LM")
+        # "all-linear": every linear layer of the blocks, the output head left out
+        assert adapter.target_modules == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    else:
+        assert not hasattr(trainer.model, "peft_config")
