@@ -590,3 +590,22 @@ def test_a_revise_row_is_told_by_its_four_fields():
     assert RevisedRow.is_one(row) and RevisedRow.is_one({**row, "id": "x"})
     for field in row:
         assert not RevisedRow.is_one({key: value for key, value in row.items() if key != field})
+
+
+def test_revise_uses_the_engine_it_is_given_records_its_input_and_refuses_limits_below_one(tmp_path):
+    from retrosearch.engines import EngineConfig
+    from retrosearch.stages.folder import RunError
+    from retrosearch.stages.revise import ReviseConfig, revise
+
+    engine = ScriptedEngine(script())
+    source = write_rows(tmp_path / "in.jsonl", ROWS[:1])
+    config = ReviseConfig(input=str(source), output=str(tmp_path / "run"))
+    revise(config, engine_config=EngineConfig(model="not-a-model-anyone-has"), engine=engine, quiet=True)
+    assert engine.seen  # the engine given served the run: nothing was loaded
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["input"] == str(source)
+    source.write_text(source.read_text().replace("Try 3.", "Try 3 ."))
+    with pytest.raises(RunError, match=r"other input contents \(input changed since\)"):
+        revise(config, engine_config=EngineConfig(model="not-a-model-anyone-has"), engine=engine, quiet=True)
+    for option in ("limit", "max_input_tokens"):
+        with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} must be at least 1"):
+            ReviseConfig(**{option: 0})

@@ -212,3 +212,26 @@ def test_the_trainer_gets_every_setting_of_the_run(teacher_file, tmp_path, lora)
         assert adapter.target_modules == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     else:
         assert not hasattr(trainer.model, "peft_config")
+
+
+@pytest.mark.parametrize(
+    "option", ["limit", "batch_size", "gradient_accumulation", "max_length", "lora_rank", "save_steps", "logging_steps"]
+)
+def test_settings_below_one_are_refused_by_name(option):
+    with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} must be at least 1"):
+        SFTRunConfig(**{option: 0})
+
+
+def test_pairs_follow_the_limit_the_fields_and_count_every_failed_row(tmp_path):
+    import json
+
+    rows = [{"ask_x": f"q{n}", "said_x": f"<think>\n\nr{n}\n\n</think>\n\n\\boxed{{{n}}}"} for n in range(4)]
+    failed = {"id": "x", "status": "error", "reason": "gave up"}
+    source = tmp_path / "odd.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in [failed, failed, *rows]))
+    config = SFTRunConfig(input=str(source), problem_field="ask_x", trace_field="said_x", max_length=10_000)
+    pairs, counts = training_pairs(config, _tokenizer())  # no gold field: the traces' own answers are taken
+    assert (counts["rows"], counts["left_out_failed"], len(pairs)) == (4, 2, 4)
+    assert "q3" in pairs[3]["prompt"] and pairs[3]["completion"].endswith("\\boxed{3}")
+    limited, counts = training_pairs(SFTRunConfig(**{**config.__dict__, "limit": 4}), _tokenizer())
+    assert (counts["rows"], counts["left_out_failed"], len(limited)) == (2, 2, 2)  # the first 4 lines of the file
