@@ -235,3 +235,45 @@ def test_pairs_follow_the_limit_the_fields_and_count_every_failed_row(tmp_path):
     assert "q3" in pairs[3]["prompt"] and pairs[3]["completion"].endswith("\\boxed{3}")
     limited, counts = training_pairs(SFTRunConfig(**{**config.__dict__, "limit": 4}), _tokenizer())
     assert (counts["rows"], counts["left_out_failed"], len(limited)) == (2, 2, 2)  # the first 4 lines of the file
+
+
+def test_a_revise_output_trains_on_its_searched_rows_only_and_names_the_trace_it_takes(tmp_path):
+    import json
+
+    from retrosearch.engines.base import PromptConfig
+
+    def row(name: str, status: str) -> dict:
+        text = f"<think>\n\n{name} thinks\n\n</think>\n\n\\boxed{{5}}"
+        record = {"id": name, "problem": f"p-{name}", "answer": "5", "response": text}
+        return {
+            "id": name,
+            "problem": f"p-{name}",
+            "gold": "5",
+            "original": text,
+            "revised": text + " ",
+            "status": status,
+            "record": record,
+        }
+
+    source = tmp_path / "revised.jsonl"
+    statuses = ["revised", "skipped", "unchanged", "skipped", "revised"]
+    source.write_text("".join(json.dumps(row(f"r{n}", status)) + "\n" for n, status in enumerate(statuses)))
+    with pytest.raises(DataError) as error:
+        training_pairs(SFTRunConfig(input=str(source)), _tokenizer())
+    message = "a revise output holds two traces; choose one with --trace-field revised or original"
+    assert str(error.value) == f"{source}:1: {message}"
+    template = tmp_path / "template.jinja"
+    turns = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+    template.write_text(turns + "{% if add_generation_prompt %}[assistant]{% endif %}")
+    prompt = PromptConfig(system_prompt="Think in lines.", chat_template=str(template))
+    config = SFTRunConfig(input=str(source), trace_field="original", max_length=10_000, prompt=prompt)
+    pairs, counts = training_pairs(config, _tokenizer())
+    assert [pair["prompt"].count("p-r") for pair in pairs] == [1, 1, 1]
+    assert ["p-r0" in pairs[0]["prompt"], "p-r2" in pairs[1]["prompt"], "p-r4" in pairs[2]["prompt"]] == [True] * 3
+    assert pairs[0]["prompt"] == "[system] Think in lines.\n[user] p-r0\n[assistant]"
+    assert (counts["left_out_not_searched"], counts["kept"]) == (2, 3)
+    assert counts["longest_tokens"] == max(len(pair["input_ids"]) for pair in pairs) > 1
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"problem": "p", "response": "r"}) + "\n" + json.dumps({"problem": "p"}) + "\n")
+    with pytest.raises(DataError, match=r"broken\.jsonl:2: "):
+        training_pairs(SFTRunConfig(input=str(broken)), _tokenizer())

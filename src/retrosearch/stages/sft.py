@@ -78,8 +78,8 @@ def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, Any]
                 f"{source}: a revise output holds two traces; choose one with --trace-field revised or original"
             )
         samples.append(to_sample(record, source, fields, number))
-    if not samples:
-        raise DataError(f"{config.input}: no samples found" + (f" ({failed} failed rows left out)" if failed else ""))
+    if not samples:  # every row failed: a file without rows is refused as it is read
+        raise DataError(f"{config.input}: no samples found ({failed} failed rows left out)")
     pairs, too_long, not_searched, longest = [], 0, 0, 0
     for sample in samples:
         if RevisedRow.is_one(sample.record) and sample.record["status"] not in SEARCHED:
