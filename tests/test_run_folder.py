@@ -111,3 +111,41 @@ def test_a_shard_outside_its_count_or_not_of_the_form_i_n_is_refused():
         with pytest.raises(ValueError) as error:
             parse_shard(shard)
         assert str(error.value) == f"--shard {shard}: i must be in 0..n-1"
+
+
+def test_a_folder_inputs_fingerprint_follows_names_and_contents_not_hidden_files(tmp_path, monkeypatch):
+    import os
+
+    from retrosearch.stages import folder as run_folder
+
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "sub" / "weights.bin").write_bytes(b"0123456789")
+    first = run_folder.fingerprint(model)
+    (model / ".lock").write_text("pid 1")  # hidden files are no part of what a folder holds
+    assert run_folder.fingerprint(model) == first
+    (model / "sub" / "weights.bin").rename(model / "weights.bin")  # the same bytes under another name
+    assert run_folder.fingerprint(model) != first
+    (model / "weights.bin").rename(model / "sub" / "weights.bin")
+    assert run_folder.fingerprint(model) == first
+    # past the size limit a file counts by size and modification time, every such file
+    monkeypatch.setattr(run_folder, "WHOLE_FILE_LIMIT", 5)
+    big = model / "sub" / "weights.bin"
+    stamp = big.stat().st_mtime_ns
+    large = run_folder.fingerprint(model)
+    big.write_bytes(b"9876543210")
+    os.utime(big, ns=(stamp, stamp))
+    assert run_folder.fingerprint(model) == large  # contents past the limit are not read
+    os.utime(big, ns=(stamp, stamp + 10**9))
+    assert run_folder.fingerprint(model) != large
+    (model / "zz.txt").write_text("abc")  # a small file after a large one still counts by its contents
+    before = run_folder.fingerprint(model)
+    (model / "zz.txt").write_text("abd")
+    assert run_folder.fingerprint(model) != before
+    monkeypatch.setattr(run_folder, "WHOLE_FILE_LIMIT", 10)  # a file of exactly the limit is read whole
+    os.utime(big, ns=(stamp, stamp))
+    at_limit = run_folder.fingerprint(model)
+    big.write_bytes(b"0123456789")
+    os.utime(big, ns=(stamp, stamp))
+    assert run_folder.fingerprint(model) != at_limit

@@ -277,3 +277,16 @@ def test_a_revise_output_trains_on_its_searched_rows_only_and_names_the_trace_it
     broken.write_text(json.dumps({"problem": "p", "response": "r"}) + "\n" + json.dumps({"problem": "p"}) + "\n")
     with pytest.raises(DataError, match=r"broken\.jsonl:2: "):
         training_pairs(SFTRunConfig(input=str(broken)), _tokenizer())
+
+
+def test_a_revise_output_with_no_searched_row_is_one_line(tmp_path):
+    import json
+
+    text = "<think>\n\nr\n\n</think>\n\n\\boxed{5}"
+    record = {"id": "a", "problem": "p", "answer": "5", "response": text}
+    row = {"id": "a", "problem": "p", "original": text, "revised": text, "status": "skipped", "record": record}
+    source = tmp_path / "revised.jsonl"
+    source.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError) as error:
+        training_pairs(SFTRunConfig(input=str(source), trace_field="revised"), _tokenizer())
+    assert str(error.value) == f"{source}: no rows to train on"
