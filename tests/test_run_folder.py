@@ -149,3 +149,14 @@ def test_a_folder_inputs_fingerprint_follows_names_and_contents_not_hidden_files
     big.write_bytes(b"0123456789")
     os.utime(big, ns=(stamp, stamp))
     assert run_folder.fingerprint(model) != at_limit
+
+
+def test_fingerprints_stay_what_earlier_runs_recorded(tmp_path):
+    """A manifest holds fingerprints; a run made by an earlier version resumes only if today's are computed alike."""
+    import hashlib
+
+    from retrosearch.stages.folder import fingerprint
+
+    data = tmp_path / "data.jsonl"
+    data.write_bytes(b'{"id": "a"}\n')
+    assert fingerprint(data) == hashlib.sha256(b'data.jsonl\0{"id": "a"}\n').hexdigest()[:16]

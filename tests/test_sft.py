@@ -222,6 +222,13 @@ def test_settings_below_one_are_refused_by_name(option):
         SFTRunConfig(**{option: 0})
 
 
+@pytest.mark.parametrize("settings", [{"epochs": 0}, {"learning_rate": 0.0}, {"epochs": -1, "learning_rate": 1e-4}])
+def test_no_epochs_or_no_learning_rate_is_refused(settings):
+    with pytest.raises(ValueError) as error:
+        SFTRunConfig(**settings)
+    assert str(error.value) == "--epochs and --learning-rate must be above 0"
+
+
 def test_pairs_follow_the_limit_the_fields_and_count_every_failed_row(tmp_path):
     import json
 
