@@ -115,3 +115,27 @@ def test_a_row_stage_says_unfinished_while_it_works_and_counts_only_its_own_engi
     assert manifests[0]["finished"] is None and "started" in manifests[0]
     assert first["engine_requests"] == second["engine_requests"] == 6 and engine.counts["requests"] == 12
     assert 0 <= second["wall_seconds"] < 60
+
+
+def test_a_stage_that_stopped_early_is_worked_on_again_and_says_so_meanwhile(tmp_path, monkeypatch, capsys):
+    from retrosearch.stages import registry
+
+    monkeypatch.setitem(
+        registry.COMMANDS,
+        "work",
+        registry.Command("work", ("work",), "stage", f"{__name__}:Work", (f"{__name__}:Work",), "a test stage"),
+    )
+    folder, calls = tmp_path / "run", []
+
+    def work(run):
+        calls.append(json.loads((run.path / "manifest.json").read_text()))
+        return {"stopped_early": len(calls) < 2, "n": len(calls)}
+
+    first = run_once("work", folder, (Work(str(folder)),), False, work)
+    assert first["stopped_early"] is True and 0 <= first["wall_seconds"] < 60
+    assert "retrosearch work" in capsys.readouterr().out  # the summary, printed unless quiet
+    assert json.loads((folder / "summary.json").read_text())["n"] == 1  # saved, though the run is not finished
+    assert json.loads((folder / "manifest.json").read_text())["finished"] is None
+    assert calls[0]["finished"] is None and calls[0]["started"]
+    assert run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)["n"] == 2  # worked on again
+    assert run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)["n"] == 2  # finished: returned
