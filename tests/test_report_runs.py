@@ -26,7 +26,7 @@ MANIFEST = {
     "started": "2026-01-01T00:00:00+00:00",
     "finished": "2026-01-01T00:01:00+00:00",
     "versions": {"python": "3.11.9", "vllm": None, "torch": "2.13.0"},
-    "config": {"RetroSearchConfig": {"keywords": ["Wait", "Alternatively", "Hmm"], "length_unit": "steps"}},
+    "config": {"RetroSearchConfig": {"keywords": ["Wait", "Hmm"], "length_unit": "steps"}},
 }
 
 
@@ -125,12 +125,8 @@ def test_a_revise_run_gives_its_figures_tables_plot_inputs_and_settings(tmp_path
     lengths, positions, keywords = section.plots
     assert lengths == ("length_histogram", [40, 40], [25, 40])
     assert positions == ("switch_positions", [2 / 5, 3 / 4], "steps")
-    # the manifest's keywords count, "Hmm" among them; the first step is never a switch
-    assert keywords == (
-        "keyword_bars",
-        Counter({"Wait": 4, "Alternatively": 2}),
-        Counter({"Wait": 3, "Alternatively": 1}),
-    )
+    # the manifest's keywords count ("Alternatively" is none of them); the first step is never a switch
+    assert keywords == ("keyword_bars", Counter({"Wait": 4}), Counter({"Wait": 3}))
     assert section.headline == [
         ("revised", "1 of 4"),
         ("tokens per trace", "40.0 → 32.5 (0.812×)"),
@@ -146,7 +142,7 @@ def test_the_viewer_rows_of_a_revise_run_hold_each_rows_fields(tmp_path):
     by_id = {row["id"]: row for row in viewer.rows}
     assert sorted(row["n"] for row in viewer.rows) == [0, 1, 2, 3]
     revised = by_id["a"]
-    before, after = runs.compare(ORIGINAL, REVISED, runs.with_keywords(["Wait", "Alternatively", "Hmm"]), 200_000)
+    before, after = runs.compare(ORIGINAL, REVISED, runs.with_keywords(["Wait", "Hmm"]), 200_000)
     assert revised == {
         "n": 0,
         "id": "a",
@@ -474,6 +470,10 @@ def test_read_run_picks_the_report_by_command_and_titles_it_by_the_folder(tmp_pa
         "Recipe",
         "Retro-Search (stage revise)",
     ]
+    assert recipe.folder == tmp_path / "rec" and recipe.viewer.total == 1
+    rows = [{"id": f"r{n}", "status": "skipped", "reason": "x"} for n in range(5)]
+    (tmp_path / "rec" / "revise" / "revised.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert len(runs.read_run(tmp_path / "rec", 2).viewer.rows) == 2
 
 
 @pytest.mark.parametrize(
@@ -522,3 +522,41 @@ def test_rows_are_counted_and_read_past_blank_lines(tmp_path):
     assert [row for _, row in runs.read_rows(path)] == [{"a": 1}, {"a": 2}]
     path.write_text("")
     assert list(runs.read_rows(path)) == []
+
+
+def test_rows_without_a_status_or_reason_count_apart_and_alike_rows_add_up(tmp_path):
+    rows = [
+        {"id": "a", "status": "skipped", "reason": "x"},
+        {"id": "b", "status": "skipped", "reason": "x"},
+        {"id": "c"},
+    ]
+    folder = write_folder(tmp_path / "run", rows, "revised.jsonl", {}, None)
+    section, viewer = runs.revise_section(folder, 10)
+    assert section.tables[0].rows == [["?", "", 1], ["skipped", "x", 2]]
+    unanswered = {row["id"]: row for row in viewer.rows}["c"]
+    assert (unanswered["answer_before"], unanswered["answer_after"], unanswered["status"]) == ("", "", "")
+
+
+def test_an_eval_run_shows_its_facts_and_a_viewer_of_at_most_max_rows(tmp_path):
+    folder = eval_folder(tmp_path / "eval", ("math500", "aime24"))
+    (folder / "manifest.json").write_text(json.dumps({"command": "eval", "model": "student", "started": "t0"}))
+    section, viewer = runs.eval_section(folder, 3)
+    assert (section.facts["model"], section.facts["started"]) == ("student", "t0")
+    assert viewer.total == 4 and len(viewer.rows) == 3
+
+
+def test_a_recipe_shows_its_first_revise_or_merge_stage_with_at_most_max_rows(tmp_path):
+    folder = recipe_folder(tmp_path / "recipe", None)
+    assert runs.recipe_sections(folder, 10)[0][0].tables[0].title == (
+        "The paper's table: each model averaged over its benchmarks"
+    )
+    rows = [{"id": f"r{n}", "status": "skipped", "reason": "x"} for n in range(5)]
+    (folder / "revise" / "revised.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (folder / "revise" / "manifest.json").write_text(json.dumps({**MANIFEST, "command": "merge"}))
+    summary = json.loads((folder / "recipe_summary.json").read_text())
+    (folder / "recipe_summary.json").write_text(
+        json.dumps({**summary, "results": {"merged": {}, **summary["results"]}})
+    )
+    (folder / "revise").rename(folder / "merged")
+    sections, viewer = runs.recipe_sections(folder, 2)
+    assert sections[1].title == "Retro-Search (stage merged)" and viewer.total == 5 and len(viewer.rows) == 2
