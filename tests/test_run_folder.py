@@ -160,3 +160,20 @@ def test_fingerprints_stay_what_earlier_runs_recorded(tmp_path):
     data = tmp_path / "data.jsonl"
     data.write_bytes(b'{"id": "a"}\n')
     assert fingerprint(data) == hashlib.sha256(b'data.jsonl\0{"id": "a"}\n').hexdigest()[:16]
+
+
+def test_the_manifest_records_the_versions_and_the_wall_time_of_a_finished_run(tmp_path):
+    import json
+    import platform
+    from importlib import metadata
+
+    from retrosearch.stages.folder import versions
+
+    found = versions()
+    assert found["python"] == platform.python_version()
+    for package in ("retrosearch", "torch", "transformers", "tokenizers", "math-verify", "trl"):
+        assert found[package] == metadata.version(package)
+    assert set(found) == {"python", "retrosearch", "torch", "transformers", "tokenizers", "math-verify", "vllm", "trl"}
+    summary = run(tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["wall_seconds"] == summary["wall_seconds"] and manifest["versions"] == found

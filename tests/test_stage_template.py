@@ -139,3 +139,19 @@ def test_a_stage_that_stopped_early_is_worked_on_again_and_says_so_meanwhile(tmp
     assert calls[0]["finished"] is None and calls[0]["started"]
     assert run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)["n"] == 2  # worked on again
     assert run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)["n"] == 2  # finished: returned
+
+
+def test_a_stage_shows_its_summary_its_own_way_when_it_has_one(tmp_path, monkeypatch, capsys):
+    from retrosearch.stages import registry
+
+    monkeypatch.setitem(
+        registry.COMMANDS,
+        "work",
+        registry.Command("work", ("work",), "stage", f"{__name__}:Work", (f"{__name__}:Work",), "a test stage"),
+    )
+    shown = []
+    folder = tmp_path / "run"
+    run_once("work", folder, (Work(str(folder)),), False, lambda run: {"n": 1}, show=shown.append)
+    assert [entry["n"] for entry in shown] == [1] and "retrosearch work" not in capsys.readouterr().out
+    run_once("work", folder, (Work(str(folder)),), False, lambda run: {"n": 1})
+    assert "retrosearch work —" in capsys.readouterr().out  # the stage's figures, under its name and folder
