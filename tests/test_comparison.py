@@ -78,22 +78,25 @@ def test_without_a_baseline_there_are_figures_and_no_changes():
     }
 
 
+HEADERS = [
+    "model",
+    "accuracy",
+    "Δ accuracy (points)",
+    "avg tokens",
+    "tokens ×",
+    "SFT data tokens ×",
+    "max new tokens",
+    "avg switches",
+    "truncated",
+]
+
+
 def test_the_table_row_gives_each_change_beside_its_figure():
     comparison = compare_models(
         ["eval-original", "eval-revised"], "eval-original", RESULTS, {"eval-revised": 512}, {"eval-revised": 1.0}
     )
     headers, rows = table_rows(comparison)
-    assert headers == [
-        "model",
-        "accuracy",
-        "Δ accuracy (points)",
-        "avg tokens",
-        "tokens ×",
-        "SFT data tokens ×",
-        "max new tokens",
-        "avg switches",
-        "truncated",
-    ]
+    assert headers == HEADERS
     assert rows[1] == ["eval-revised", "0.400", "+2.5", "220.0", "0.733×", "", 512, "1.50", 2]
     assert rows[0][2:5] == ["+0.0", "300.0", "1.000×"]
 

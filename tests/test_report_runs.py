@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from test_comparison import HEADERS
 
 from retrosearch.data.inputs import DataError
 from retrosearch.tools.report import runs
@@ -369,26 +370,13 @@ def recipe_folder(folder: Path, table: list[str] | None) -> Path:
     return folder
 
 
-COMPARISON_HEADERS = [
-    "model",
-    "accuracy",
-    "Δ accuracy (points)",
-    "avg tokens",
-    "tokens ×",
-    "SFT data tokens ×",
-    "max new tokens",
-    "avg switches",
-    "truncated",
-]
-
-
 def test_a_recipe_folder_gives_the_papers_table_its_stages_and_its_revise_stage(tmp_path):
     sections, viewer = runs.recipe_sections(recipe_folder(tmp_path / "recipe", None), 10)
     recipe, revise = sections
     assert recipe.title == "Recipe"
     assert recipe.facts == {"recipe": "self-improve.yaml", "wall seconds (all stages)": 3.8}
     table, stages = recipe.tables
-    assert table.headers == COMPARISON_HEADERS
+    assert table.headers == HEADERS  # the recipe's own table
     # a recipe run before comparisons were recorded: figures without changes
     assert table.rows == [
         ["original", "0.375", "", "75.0", "", "", "", "1.50", 3],
