@@ -46,7 +46,7 @@ def test_long_rows_are_refused_with_an_exact_count_or_dropped(teacher_file, tmp_
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_training_runs_on_cpu_and_writes_a_loadable_student(teacher_file, tmp_path, lora):
+def test_training_runs_on_cpu_and_writes_a_loadable_student(teacher_file, tmp_path, lora, capsys):
     from transformers import AutoModelForCausalLM
 
     config = SFTRunConfig(
@@ -62,6 +62,7 @@ def test_training_runs_on_cpu_and_writes_a_loadable_student(teacher_file, tmp_pa
     )
     summary = sft(config)
     assert summary["steps"] == 2 and summary["kept"] == 16
+    assert "retrosearch sft —" in capsys.readouterr().out  # the summary, printed unless quiet
     # what the trainer writes is recorded before it trains: --overwrite removes it after a run killed mid-training
     assert (tmp_path / LEDGER).read_text().splitlines()[:3] == ["manifest.json", "checkpoint-*", "final"]
     assert 0.0 < summary["train_loss"] < 10.0
