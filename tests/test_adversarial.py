@@ -286,6 +286,7 @@ def test_organism_train_is_a_run_folder(tmp_path, capsys):
     command = ["organism", "train", "--output", str(tmp_path / "o"), "--steps", "2", "--batch-size", "2"]
     command += ["--eval-every", "2", "--eval-problems", "1", "--warmup-steps", "1"]
     assert main(command) == 0
+    assert "retrosearch organism-train —" in capsys.readouterr().out  # the summary, as every stage prints it
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["command"] == "organism-train"
     assert main([*command, "--seed", "1"]) == 2
     assert "other settings (TrainConfig.seed)" in capsys.readouterr().err
