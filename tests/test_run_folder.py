@@ -174,6 +174,12 @@ def test_the_manifest_records_the_versions_and_the_wall_time_of_a_finished_run(t
     for package in ("retrosearch", "torch", "transformers", "tokenizers", "math-verify", "trl"):
         assert found[package] == metadata.version(package)
     assert set(found) == {"python", "retrosearch", "torch", "transformers", "tokenizers", "math-verify", "vllm", "trl"}
+    try:
+        vllm = metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        vllm = None  # absent is None, not a blank version
+    assert found["vllm"] == vllm
     summary = run(tmp_path / "run")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["wall_seconds"] == summary["wall_seconds"] and manifest["versions"] == found
+    assert len(manifest["config_hash"]) == 16 and int(manifest["config_hash"], 16) >= 0
