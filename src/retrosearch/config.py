@@ -82,6 +82,18 @@ def flat_fields(cls: type) -> Iterator[tuple[dataclasses.Field, Any]]:
             yield field, annotation
 
 
+def flat_values(*configs: Any) -> dict[str, Any]:
+    """Every option's value of config instances, nested configs' in place of them."""
+    values: dict[str, Any] = {}
+    for config in configs:
+        for name, value in vars(config).items():
+            if dataclasses.is_dataclass(value):
+                values.update(flat_values(value))
+            else:
+                values[name] = value
+    return values
+
+
 def option_names(*classes: type) -> set[str]:
     return {field.name for cls in classes for field, _ in flat_fields(cls)}
 

@@ -5,7 +5,6 @@ and, where the recipe was repeated with `--seed`, the mean and spread of every c
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import statistics
@@ -25,20 +24,6 @@ def averaged(benchmarks: dict[str, dict[str, Any]]) -> dict[str, float]:
         **{key: sum(b[key] for b in figures) / len(figures) for key in ("accuracy", "tokens_mean", "switches_mean")},
         "truncated": sum(b["truncated"] for b in figures),
     }
-
-
-def setting(configs: list[Any], name: str) -> Any:
-    """The value of option `name` among a command's built configs (nested configs looked into), None if absent."""
-    for config in configs:
-        for field in dataclasses.fields(config):
-            value = getattr(config, field.name)
-            if field.name == name:
-                return value
-            if dataclasses.is_dataclass(value):
-                found = setting([value], name)
-                if found is not None:
-                    return found
-    return None
 
 
 def trained_on(model: str, outputs: dict[str, str], results: dict[str, dict[str, Any]]) -> float | None:
@@ -68,6 +53,7 @@ def compare_models(
     changes from the baseline's; its token cap; its SFT data's mean tokens and their ratio to the baseline's."""
     models: dict[str, Any] = {}
     base = results[baseline] if baseline else None
+    base_averaged = averaged(base["benchmarks"]) if base else None
     for name in table:
         benchmarks = results[name]["benchmarks"]
         row: dict[str, Any] = {
@@ -81,7 +67,7 @@ def compare_models(
             if base and benchmark in base["benchmarks"]:
                 row["benchmarks"][benchmark].update(_change(figures, base["benchmarks"][benchmark]))
         if base:
-            row["averaged"].update(_change(row["averaged"], averaged(base["benchmarks"])))
+            row["averaged"].update(_change(row["averaged"], base_averaged))
             base_data, data = data_tokens.get(baseline), data_tokens.get(name)
             row["sft_data_tokens_ratio"] = round(data / base_data, 4) if data and base_data else None
         models[name] = row

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrosearch.config import option, option_names, read_yaml
+from retrosearch.config import flat_values, option, option_names, read_yaml
 from retrosearch.data.outputs import recording, write_json, write_whole
 from retrosearch.pipelines.comparison import (
     compare_models,
@@ -26,7 +26,6 @@ from retrosearch.pipelines.comparison import (
     read_comparison,
     seed_rows,
     seed_runs,
-    setting,
     table_rows,
     trained_on,
 )
@@ -172,11 +171,13 @@ def plan(recipe: Recipe) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def comparison_of(recipe: Recipe, steps: list[tuple[str, str, dict[str, Any]]], results: dict) -> dict[str, Any]:
-    """The table's models beside the baseline (`comparison.compare`), with each one's token cap and SFT data."""
+    """The table's models beside the baseline (`comparison.compare_models`), with each one's token cap and SFT data."""
     options = {name: resolved for name, _, resolved in steps}
     commands = {name: command for name, command, _ in steps}
     outputs = {name: resolved["output"] for name, resolved in options.items()}
-    caps = {name: setting(COMMANDS[commands[name]].build(options[name]), "max_new_tokens") for name in recipe.table}
+    caps = {
+        name: flat_values(*COMMANDS[commands[name]].build(options[name])).get("max_new_tokens") for name in recipe.table
+    }
     data = {name: trained_on(str(options[name].get("model", "")), outputs, results) for name in recipe.table}
     return compare_models(recipe.table, recipe.baseline, results, caps, data)
 
@@ -214,9 +215,10 @@ def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed
     table = final_table(comparison, over)
     root = Path(recipe.output)
     summary = {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results}
+    summary |= {"comparison": comparison, "over_seeds": over}
     with recording(root):
         write_whole(root / TABLE, table)
-        write_json(root / RECIPE_SUMMARY, {**summary, "comparison": comparison, "over_seeds": over})
+        write_json(root / RECIPE_SUMMARY, summary)
         config = RunConfig(path, output, seed=seed)
         write_json(
             root / MANIFEST,

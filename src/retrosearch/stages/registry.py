@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from retrosearch.config import build_all, field_default, flat_fields
+from retrosearch.config import build_all, field_default, flat_fields, flat_values
 
 ENGINE = "retrosearch.engines:EngineConfig"
 EXECUTOR = "retrosearch.executors:ExecutorConfig"
@@ -168,7 +168,7 @@ def command_line(name: str, configs: tuple[Any, ...]) -> str:
     command = COMMANDS[name]
     parts = ["retrosearch", *command.words]
     for config in configs:
-        values = _flat_values(config)
+        values = flat_values(config)
         for field, _ in flat_fields(type(config)):
             value = values[field.name]
             if field.metadata.get("positional"):
@@ -176,17 +176,6 @@ def command_line(name: str, configs: tuple[Any, ...]) -> str:
             elif value != field_default(field):
                 parts += as_option(field.name, value)
     return shlex.join(parts)
-
-
-def _flat_values(config: Any) -> dict[str, Any]:
-    """Every option's value of a config instance, nested configs' in place of them."""
-    values: dict[str, Any] = {}
-    for name, value in vars(config).items():
-        if hasattr(value, "__dataclass_fields__"):
-            values.update(_flat_values(value))
-        else:
-            values[name] = value
-    return values
 
 
 def as_option(name: str, value: Any) -> list[str]:
