@@ -183,3 +183,29 @@ def test_the_manifest_records_the_versions_and_the_wall_time_of_a_finished_run(t
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["wall_seconds"] == summary["wall_seconds"] and manifest["versions"] == found
     assert len(manifest["config_hash"]) == 16 and int(manifest["config_hash"], 16) >= 0
+
+
+def test_times_in_the_manifest_are_utc(tmp_path):
+    import json
+    from datetime import datetime, timedelta
+
+    run(tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert datetime.fromisoformat(manifest["finished"]).utcoffset() == timedelta(0)
+
+
+def test_an_output_inside_any_local_path_of_a_list_is_refused_by_its_option(tmp_path):
+    """Every item of a path list is checked, a hub id before it or not; the option is named as typed."""
+    from retrosearch.stages.folder import open_run
+
+    data = tmp_path / "data"
+    (data / "shard").mkdir(parents=True)
+    inside = data / "out"
+    payload = {"Merge": {"steps": 2, "shards": ["org/hub-id", str(data / "shard"), str(data)]}}
+    with pytest.raises(RunError) as refused, open_run(inside, payload, overwrite=False):
+        pass
+    assert str(refused.value) == f"--output {inside} lies inside --shards {data}; choose another --output"
+    with pytest.raises(RunError) as refused, open_run(inside, {"Eval": {"data_dir": str(data)}}, overwrite=False):
+        pass
+    assert str(refused.value) == f"--output {inside} lies inside --data-dir {data}; choose another --output"
+    assert not inside.exists()

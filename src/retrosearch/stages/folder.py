@@ -12,7 +12,7 @@ import platform
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -36,7 +36,7 @@ class RunError(RuntimeError):
 def config_payload(*configs: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for config in configs:
-        payload[type(config).__name__] = asdict(config) if is_dataclass(config) else config
+        payload[type(config).__name__] = asdict(config)
     return payload
 
 
@@ -168,7 +168,7 @@ def _refuse_inputs_inside(output: Path, payload: dict[str, Any]) -> None:
     writing would change what it reads, and the next run would find the input changed)."""
     folder = output.resolve()
     for section in payload.values():
-        for key, value in section.items() if isinstance(section, dict) else ():
+        for key, value in section.items():
             values = value if isinstance(value, (list, tuple)) else [value]
             for item in values:
                 if key not in PATH_KEYS or not _local(item):
@@ -262,7 +262,7 @@ def _fingerprints(payload: dict[str, Any], keys: tuple[str, ...]) -> dict[str, s
     shards) has one of them all."""
     found = {}
     for section in payload.values():
-        for key, value in section.items() if isinstance(section, dict) else ():
+        for key, value in section.items():
             if isinstance(value, dict):
                 found.update(_fingerprints({key: value}, keys))
             elif key in keys and _local(value):
@@ -280,10 +280,7 @@ def _resolved(payload: dict[str, Any]) -> dict[str, Any]:
             return [resolve(key, item) for item in value]
         return str(Path(value).resolve()) if key in PATH_KEYS and _local(value) else value
 
-    return {
-        name: {k: resolve(k, v) for k, v in section.items()} if isinstance(section, dict) else section
-        for name, section in payload.items()
-    }
+    return {name: {k: resolve(k, v) for k, v in section.items()} for name, section in payload.items()}
 
 
 @contextmanager
@@ -309,7 +306,4 @@ def hold(output: Path) -> Iterator[None]:
 
 def without(payload: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     """The config payload with `keys` left out of every section."""
-    return {
-        name: {k: v for k, v in section.items() if k not in keys} if isinstance(section, dict) else section
-        for name, section in payload.items()
-    }
+    return {name: {k: v for k, v in section.items() if k not in keys} for name, section in payload.items()}
