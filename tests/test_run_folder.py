@@ -209,3 +209,30 @@ def test_an_output_inside_any_local_path_of_a_list_is_refused_by_its_option(tmp_
         pass
     assert str(refused.value) == f"--output {inside} lies inside --data-dir {data}; choose another --output"
     assert not inside.exists()
+
+
+@dataclass(frozen=True)
+class Reads:
+    output: str = option("runs/x", "run folder")
+    model: str = option("", "a local model folder")
+    shards: tuple[str, ...] = option((), "local folders")
+    overwrite: bool = overwrite_option()
+
+
+def test_another_local_model_or_other_shards_are_other_settings_however_written(tmp_path, monkeypatch):
+    """Path settings count resolved: the same folder named another way resumes, another folder (even one with the
+    same contents, when its contents are not fingerprinted) is another run."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    def reads(model: str, shards: tuple[str, ...]) -> dict:
+        config = Reads(str(tmp_path / "run"), model, shards)
+        return run_once("work", tmp_path / "run", (config,), False, lambda folder: {"rows": 0}, quiet=True)
+
+    reads("a", ("a", "b"))
+    reads(str(tmp_path / "a"), ("./a", str(tmp_path / "b")))
+    with pytest.raises(RunError, match=r"holds a run with other settings \(Reads\.model\)"):
+        reads("b", ("a", "b"))
+    with pytest.raises(RunError, match=r"holds a run with other settings \(Reads\.shards\)"):
+        reads("a", ("b", "a"))
