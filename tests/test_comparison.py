@@ -132,12 +132,25 @@ def test_the_spread_over_seed_runs_of_every_change():
         averaged = {"accuracy": 0.5, "tokens_mean": 100.0, "accuracy_points": points, "tokens_ratio": ratio}
         return {"models": {"eval-revised": {"averaged": averaged, "sft_data_tokens_ratio": data}}}
 
-    over = over_seeds([run(1.0, 0.70, 0.6), run(3.0, 0.74, 0.6), run(2.0, 0.72, 0.66)])
+    over = over_seeds({"r": run(1.0, 0.70, 0.6), "r-seed2": run(3.0, 0.74, 0.6), "r-seed3": run(2.0, 0.72, 0.66)})
     figures = over["eval-revised"]
-    assert figures["accuracy_points"] == {"mean": 2.0, "stdev": 1.0, "runs": 3}
-    assert figures["tokens_ratio"] == {"mean": 0.72, "stdev": 0.02, "runs": 3}
-    assert figures["sft_data_tokens_ratio"] == {"mean": 0.62, "stdev": 0.0346, "runs": 3}
-    assert figures["accuracy"] == {"mean": 0.5, "stdev": 0.0, "runs": 3}
+    runs = ("r", "r-seed2", "r-seed3")
+    assert figures["accuracy_points"] == {
+        "mean": 2.0,
+        "stdev": 1.0,
+        "values": dict(zip(runs, (1.0, 3.0, 2.0), strict=True)),
+    }
+    assert figures["tokens_ratio"] == {
+        "mean": 0.72,
+        "stdev": 0.02,
+        "values": dict(zip(runs, (0.7, 0.74, 0.72), strict=True)),
+    }
+    assert figures["sft_data_tokens_ratio"] == {
+        "mean": 0.62,
+        "stdev": 0.0346,
+        "values": dict(zip(runs, (0.6, 0.6, 0.66), strict=True)),
+    }
+    assert figures["accuracy"] == {"mean": 0.5, "stdev": 0.0, "values": dict.fromkeys(runs, 0.5)}
     headers, (row,) = seed_rows(over)
     assert dict(zip(headers, row, strict=True)) == {
         "model": "eval-revised",
@@ -148,8 +161,8 @@ def test_the_spread_over_seed_runs_of_every_change():
         "tokens ×": "0.720× ± 0.020",
         "SFT data tokens ×": "0.620× ± 0.035",
     }
-    (only,) = over_seeds([run(1.0, 0.7, 0.6)]).values()
-    assert only["tokens_ratio"] == {"mean": 0.7, "stdev": None, "runs": 1}
+    (only,) = over_seeds({"r": run(1.0, 0.7, 0.6)}).values()
+    assert only["tokens_ratio"] == {"mean": 0.7, "stdev": None, "values": {"r": 0.7}}
 
 
 RECIPE = """
@@ -191,7 +204,7 @@ def test_a_recipes_plan_gives_each_model_its_cap_and_its_sft_data(tmp_path):
     table = final_table(comparison, None)
     assert table.splitlines()[-1] == "| eval-revised | 0.550 | +5.0 | 80.0 | 0.800× | 0.650× | 32768 | 2.00 | 0 |"
     assert "seed runs" not in table
-    with_seeds = final_table(comparison, over_seeds([comparison, comparison]))
+    with_seeds = final_table(comparison, over_seeds({"run": comparison, "run-seed2": comparison}))
     assert "over the recipe's seed runs (mean ± standard deviation):" in with_seeds
     assert "| eval-revised | 2 | 0.550 ± 0.000 | +5.0 ± 0.000 |" in with_seeds
 
@@ -201,3 +214,22 @@ def test_a_baseline_outside_the_table_is_refused(tmp_path):
     path.write_text(RECIPE.format(output=tmp_path / "run").replace("baseline: eval-original", "baseline: sft-original"))
     with pytest.raises(ValueError, match="baseline 'sft-original' is not in the table"):
         load_recipe(str(path))
+
+
+def test_the_seeds_script_spreads_any_set_of_finished_runs(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_seeds.py"
+    caps = {"eval-original": 512, "eval-revised": 512}
+    one = compare_models(["eval-original", "eval-revised"], "eval-original", RESULTS, caps, {})
+    shorter = {**RESULTS, "eval-revised": {"benchmarks": {"math": bench(0.6, 100.0), "aime": bench(0.2, 200.0)}}}
+    two = compare_models(["eval-original", "eval-revised"], "eval-original", shorter, caps, {})
+    folders = [str(finished(tmp_path / "a", one)), str(finished(tmp_path / "b-seed2", two))]
+    done = subprocess.run([sys.executable, str(script), *folders], capture_output=True, text=True, check=True)
+    ratio = json.loads(done.stdout)["eval-revised"]["tokens_ratio"]
+    assert ratio == {"mean": 0.6166, "stdev": 0.165, "values": dict(zip(folders, (0.7333, 0.5), strict=True))}
+    missing = subprocess.run(
+        [sys.executable, str(script), folders[0], str(tmp_path / "c")], capture_output=True, text=True
+    )
+    assert missing.returncode == 1 and missing.stderr.startswith(f"recipe_seeds: {tmp_path / 'c'}: no comparison")

@@ -75,6 +75,9 @@ def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert "over the recipe's seed runs (mean ± standard deviation):" in printed
     assert "| eval-revised | 2 | " in printed
+    recorded = json.loads((tmp_path / "run" / "recipe_summary.json").read_text())["over_seeds"]["eval-revised"]
+    accuracy = round(model["averaged"]["accuracy"], 4)
+    assert recorded["accuracy"]["values"] == {"run": accuracy, "run-seed7": accuracy}
 
 
 def test_a_seed_repeats_a_recipe_in_a_folder_of_its_own(tmp_path):

@@ -398,7 +398,7 @@ def test_a_recipe_folder_shows_its_recorded_comparison_and_spread_over_seeds(tmp
     folder = recipe_folder(tmp_path / "recipe", ["original", "student"])
     summary = json.loads((folder / "recipe_summary.json").read_text())
     comparison = compare_models(["original", "student"], "original", summary["results"], {"student": 512}, {})
-    summary.update(comparison=comparison, over_seeds=over_seeds([comparison, comparison]))
+    summary.update(comparison=comparison, over_seeds=over_seeds({"run": comparison, "run-seed2": comparison}))
     (folder / "recipe_summary.json").write_text(json.dumps(summary))
     (recipe, _), _ = runs.recipe_sections(folder, 10)
     table, seeds, _ = recipe.tables

@@ -85,27 +85,32 @@ def _finished(folder: Path) -> bool:
     return (folder / "recipe_summary.json").is_file()
 
 
-def spread(values: list[float]) -> dict[str, Any]:
+def spread(values: dict[str, float]) -> dict[str, Any]:
+    """Mean and sample standard deviation of one figure over runs, and its value in each run (by folder name)."""
+    numbers = list(values.values())
     return {
-        "mean": round(statistics.fmean(values), 4),
-        "stdev": round(statistics.stdev(values), 4) if len(values) > 1 else None,
-        "runs": len(values),
+        "mean": round(statistics.fmean(numbers), 4),
+        "stdev": round(statistics.stdev(numbers), 4) if len(numbers) > 1 else None,
+        "values": {run: round(value, 4) for run, value in values.items()},
     }
 
 
-def over_seeds(comparisons: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and spread over repeats of every averaged figure and change that all repeats have, per model."""
+def over_seeds(comparisons: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread over repeats (comparisons by run folder name) of every averaged figure and change that all
+    repeats have, per model."""
     models: dict[str, Any] = {}
-    for name in comparisons[0]["models"]:
-        rows = [comparison["models"][name] for comparison in comparisons if name in comparison["models"]]
-        keys = [key for key, value in rows[0]["averaged"].items() if isinstance(value, (int, float))]
-        figures = {
-            key: spread([row["averaged"][key] for row in rows])
-            for key in keys
-            if all(row["averaged"].get(key) is not None for row in rows)
+    for name in next(iter(comparisons.values()))["models"]:
+        rows = {
+            run: comparison["models"][name] for run, comparison in comparisons.items() if name in comparison["models"]
         }
-        if all(row.get("sft_data_tokens_ratio") is not None for row in rows):
-            figures["sft_data_tokens_ratio"] = spread([row["sft_data_tokens_ratio"] for row in rows])
+        keys = [key for key, value in next(iter(rows.values()))["averaged"].items() if isinstance(value, (int, float))]
+        figures = {
+            key: spread({run: row["averaged"][key] for run, row in rows.items()})
+            for key in keys
+            if all(row["averaged"].get(key) is not None for row in rows.values())
+        }
+        if all(row.get("sft_data_tokens_ratio") is not None for row in rows.values()):
+            figures["sft_data_tokens_ratio"] = spread({run: row["sft_data_tokens_ratio"] for run, row in rows.items()})
         models[name] = figures
     return models
 
@@ -162,7 +167,7 @@ def seed_rows(over: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         rows.append(
             [
                 name,
-                figures["accuracy"]["runs"],
+                len(figures["accuracy"]["values"]),
                 _mean_stdev(figures.get("accuracy"), lambda v: f"{v:.3f}"),
                 _mean_stdev(figures.get("accuracy_points"), _points),
                 _mean_stdev(figures.get("tokens_mean"), lambda v: f"{v:.1f}"),

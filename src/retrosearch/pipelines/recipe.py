@@ -209,11 +209,12 @@ def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed
         if results[name].get("errors"):
             raise StageFailed(name, results[name]["errors"])
     comparison = comparison_of(recipe, steps, results)
-    repeats = [read_comparison(folder) for folder in seed_runs(recipe.output) if folder != Path(recipe.output)]
-    known = [other for other in repeats if other and set(other["models"]) == set(comparison["models"])]
-    over = over_seeds([comparison, *known]) if known else None
-    table = final_table(comparison, over)
     root = Path(recipe.output)
+    repeats = {folder.name: read_comparison(folder) for folder in seed_runs(recipe.output) if folder != root}
+    models = set(comparison["models"])
+    known = {run: other for run, other in repeats.items() if other and set(other["models"]) == models}
+    over = over_seeds({root.name: comparison, **known}) if known else None
+    table = final_table(comparison, over)
     summary = {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results}
     summary |= {"comparison": comparison, "over_seeds": over}
     with recording(root):
