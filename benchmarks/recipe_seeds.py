@@ -19,10 +19,7 @@ from retrosearch.pipelines.comparison import over_seeds, read_comparison
 
 
 def main() -> None:
-    comparisons = {
-        folder: read_comparison(Path(folder)) if (Path(folder) / "recipe_summary.json").is_file() else None
-        for folder in sys.argv[1:]
-    }
+    comparisons = {folder: read_comparison(Path(folder)) for folder in sys.argv[1:]}
     unread = [folder for folder, comparison in comparisons.items() if comparison is None]
     if not comparisons or unread:
         sys.exit(

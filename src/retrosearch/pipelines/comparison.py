@@ -116,6 +116,9 @@ def over_seeds(comparisons: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def read_comparison(folder: Path) -> dict[str, Any] | None:
+    """A finished recipe run's comparison; None for a folder whose recipe has not finished or recorded none."""
+    if not _finished(folder):
+        return None
     summary = json.loads((folder / "recipe_summary.json").read_text(encoding="utf-8"))
     return summary.get("comparison")
 
