@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -46,6 +47,41 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.get_logger("transformers")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under mutmut, a mutant's process stops at its first failing test (-x): run the fastest tests first, so a
+    killed mutant seldom waits on a slow test that a fast one would have failed before."""
+    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
+        return
+    stats = Path("mutmut-stats.json")  # mutmut runs each mutant's tests from its mutants/ folder
+    if stats.exists():
+        items[:] = fastest_first(items, json.loads(stats.read_text())["duration_by_test"])
+
+
+def fastest_first(items: list[pytest.Item], seconds: dict[str, float]) -> list[pytest.Item]:
+    """The items by their recorded time, unknown ones last; items of one value of a parametrized session or
+    module fixture stay together (their groups by their fastest item), so each value is set up once."""
+
+    def shared_values(item: pytest.Item) -> tuple[str, ...]:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            return ()
+        definitions = item._fixtureinfo.name2fixturedefs
+        return tuple(
+            f"{name}={value}"
+            for name, value in sorted(callspec.params.items())
+            if name in definitions and definitions[name][-1].scope in ("session", "module")
+        )
+
+    def time_of(item: pytest.Item) -> float:
+        return seconds.get(item.nodeid, float("inf"))
+
+    groups: dict[tuple[str, ...], list[pytest.Item]] = {}
+    for item in items:
+        groups.setdefault(shared_values(item), []).append(item)
+    ordered = sorted(groups.values(), key=lambda group: min(map(time_of, group)))
+    return [item for group in ordered for item in sorted(group, key=time_of)]
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
