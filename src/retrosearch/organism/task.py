@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MULTIPLIERS = (3, 7, 9)
@@ -22,6 +23,7 @@ TEST_SHARE = 10  # one problem in TEST_SHARE is held out
 
 STEP_PATTERN = re.compile(r"^(\d) ([+*]) (\d) = (\d)(?: , want (\d) , (yes|no))?$")
 NEED_PATTERN = re.compile(r"^to get (\d) by ([+*]) (\d) need (\d)$")
+CANDIDATE_PATTERN = re.compile(r"\bx = (\d)\b")
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,16 @@ def check_step(step: str, target: int | None = None) -> bool | None:
     if (verdict == "yes") != (result == wanted):
         return False
     return target is None or int(wanted) == target
+
+
+def confirmed_candidate(steps: Sequence[str], index: int) -> str | None:
+    """The answer `steps[index]` states, if it is a line's success step (`... = t , want t , yes`): the candidate
+    that line tried, named by the latest step before it that says `x = N` (`try x = N`, `check x = N again`)."""
+    match = STEP_PATTERN.match(steps[index].strip())
+    if match is None or match.group(6) != "yes":
+        return None
+    for step in reversed(steps[:index]):
+        candidate = CANDIDATE_PATTERN.search(step)
+        if candidate is not None:
+            return candidate.group(1)
+    return None

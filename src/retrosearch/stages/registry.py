@@ -86,6 +86,14 @@ COMMANDS = {
             "shortest-correct-of-N baseline from generate samples",
         ),
         Command(
+            "cut",
+            ("cut",),
+            "stage",
+            "retrosearch.stages.cut:cut",
+            ("retrosearch.stages.cut:CutConfig",),
+            "first-correct-solution cuts (FCS, FCS+1) of traces, no model needed",
+        ),
+        Command(
             "sft",
             ("sft",),
             "stage",
