@@ -233,3 +233,84 @@ def test_the_seeds_script_spreads_any_set_of_finished_runs(tmp_path):
         [sys.executable, str(script), folders[0], str(tmp_path / "c")], capture_output=True, text=True
     )
     assert missing.returncode == 1 and missing.stderr.startswith(f"recipe_seeds: {tmp_path / 'c'}: no comparison")
+
+
+COSTED = (
+    RECIPE
+    + """
+data_cost:
+  eval-revised: [revise, sft-revised]
+"""
+)
+
+
+def test_each_models_data_cost_sums_the_stages_that_made_its_data(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    recipe_text = COSTED.format(output=tmp_path / "run").replace(
+        "stages:\n", "stages:\n  - name: revise\n    command: revise\n    options: {input: traces.jsonl}\n"
+    )
+    path.write_text(recipe_text)
+    recipe = load_recipe(str(path))
+    results = {
+        "revise": {"generated_tokens": 1200, "wall_seconds": 30.25},
+        "sft-original": {"completion_tokens_mean": 200.0, "wall_seconds": 5.0},
+        "sft-revised": {"completion_tokens_mean": 130.0, "wall_seconds": 4.5},
+        "eval-original": {"benchmarks": {"organism": bench(0.5, 100.0)}},
+        "eval-revised": {"benchmarks": {"organism": bench(0.55, 80.0)}},
+    }
+    comparison = comparison_of(recipe, plan(recipe), results)
+    assert comparison["models"]["eval-revised"]["data_cost"] == {"generated_tokens": 1200, "seconds": 34.8}
+    # trained on data no listed stage made: nothing beyond the original traces
+    assert comparison["models"]["eval-original"]["data_cost"] == {"generated_tokens": 0, "seconds": 0.0}
+    headers, rows = table_rows(comparison)
+    assert headers[-2:] == ["data cost: generated tokens", "data cost: seconds"]
+    assert [row[-2:] for row in rows] == [[0, "0"], [1200, "35"]]
+    slower = comparison_of(recipe, plan(recipe), {**results, "revise": {"generated_tokens": 1000, "wall_seconds": 40}})
+    over = over_seeds({"run": comparison, "run-seed2": slower})
+    assert over["eval-revised"]["data_cost_generated_tokens"] == {
+        "mean": 1100,
+        "stdev": 141.4214,
+        "values": {"run": 1200, "run-seed2": 1000},
+    }
+    headers, rows = seed_rows(over)
+    assert headers[-2:] == ["data cost: generated tokens", "data cost: seconds"]
+    assert rows[1][-2:] == ["1100 ± 141.421", "40 ± 6.859"]
+    plain = comparison_of(load_recipe(str(_written(tmp_path, RECIPE))), plan(recipe), results)
+    assert all("data_cost" not in model for model in plain["models"].values())
+    assert "data cost" not in " ".join(table_rows(plain)[0])
+
+
+def test_a_base_model_without_sft_data_has_no_data_cost():
+    comparison = compare_models(
+        ["base", "student"],
+        None,
+        {"base": RESULTS["eval-original"], "student": RESULTS["eval-revised"]},
+        {},
+        {"student": 100.0},
+        {"student": {"generated_tokens": 5, "seconds": 1.0}},
+    )
+    assert comparison["models"]["base"]["data_cost"] is None
+    assert [row[-2:] for row in table_rows(comparison)[1]] == [["", ""], [5, "1"]]
+    over = over_seeds({"a": comparison, "b-seed2": comparison})
+    assert "data_cost_seconds" not in over["base"] and over["student"]["data_cost_seconds"]["mean"] == 1.0
+    assert [row[-2:] for row in seed_rows(over)[1]] == [["", ""], ["5 ± 0.000", "1 ± 0.000"]]
+
+
+@pytest.mark.parametrize(
+    ("data_cost", "error"),
+    [
+        ("  sft-revised: [revise]\n", "data_cost names 'sft-revised', not a stage of the table"),
+        ("  eval-revised: [nowhere]\n", r"data_cost of 'eval-revised' takes a list of the recipe's stage names"),
+        ("  eval-revised: sft-revised\n", r"data_cost of 'eval-revised' takes a list"),
+    ],
+)
+def test_a_data_cost_naming_what_the_recipe_lacks_is_refused(tmp_path, data_cost, error):
+    text = RECIPE + "data_cost:\n" + data_cost
+    with pytest.raises(ValueError, match=error):
+        load_recipe(str(_written(tmp_path, text)))
+
+
+def _written(folder: Path, text: str) -> Path:
+    path = folder / "plain.yaml"
+    path.write_text(text.format(output=folder / "run"))
+    return path

@@ -104,6 +104,8 @@ def test_eval_on_the_organism_writes_samples_summary_and_table(tmp_path, organis
         "recipes/weak-to-strong/openthoughts-r1-distill-32b.yaml",
         "recipes/organism/self-improve.yaml",
         "recipes/organism/weak-to-strong.yaml",
+        "recipes/organism/compare.yaml",
+        "recipes/compare/r1-distill-qwen-7b.yaml",
     ],
 )
 def test_recipes_validate_without_loading_a_model(recipe):

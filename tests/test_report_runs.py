@@ -34,7 +34,8 @@ MANIFEST = {
 @pytest.fixture(autouse=True)
 def recorded_plots(monkeypatch):
     """Each plot function of the reader returns (its name, its arguments as given)."""
-    for name in ("length_histogram", "switch_positions", "keyword_bars", "correct_histogram", "model_bars"):
+    names = ("length_histogram", "switch_positions", "keyword_bars", "correct_histogram", "model_bars", "cost_scatter")
+    for name in names:
         monkeypatch.setattr(runs, name, lambda *args, _name=name: (_name, *args))
 
 
@@ -467,15 +468,15 @@ def test_read_run_picks_the_report_by_command_and_titles_it_by_the_folder(tmp_pa
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        (None, "no such run folder; give the folder a revise, generate, eval or run wrote"),
+        (None, "no such run folder; give the folder a revise, cut, generate, eval or run wrote"),
         ({"revised.jsonl": ""}, "no summary.json; the run has not finished (rerun its command to finish it)"),
         (
             {"summary.json": "{}", "manifest.json": '{"command": "select"}'},
-            "a select run; a report shows a revise, merge, generate, eval or recipe run folder",
+            "a select run; a report shows a revise, merge, cut, generate, eval or recipe run folder",
         ),
         (
             {"summary.json": "{}"},
-            "no run folder of retrosearch; a report shows a revise, merge, generate, eval or recipe run folder",
+            "no run folder of retrosearch; a report shows a revise, merge, cut, generate, eval or recipe run folder",
         ),
     ],
 )
@@ -548,3 +549,42 @@ def test_a_recipe_shows_its_first_revise_or_merge_stage_with_at_most_max_rows(tm
     (folder / "revise").rename(folder / "merged")
     sections, viewer = runs.recipe_sections(folder, 2)
     assert sections[1].title == "Retro-Search (stage merged)" and viewer.total == 5 and len(viewer.rows) == 2
+
+
+def test_a_recipe_with_data_costs_plots_them_and_shows_its_cut_stages_rows(tmp_path):
+    from retrosearch.pipelines.comparison import compare_models
+
+    folder = recipe_folder(tmp_path / "recipe", ["original", "student"])
+    summary = json.loads((folder / "recipe_summary.json").read_text())
+    costs = {"student": {"generated_tokens": 900, "seconds": 12.0}}
+    comparison = compare_models(["original", "student"], "original", summary["results"], {}, {}, costs)
+    summary.update(comparison=comparison)
+    summary["results"]["fcs"] = {"revised": 1}
+    (folder / "recipe_summary.json").write_text(json.dumps(summary))
+    cut_manifest = {**MANIFEST, "command": "cut", "config": {"CutConfig": {"keywords": ["Alternatively"]}}}
+    write_folder(folder / "fcs", revise_rows()[:2], "revised.jsonl", REVISE_SUMMARY, cut_manifest)
+    (recipe, revise, cut), viewer = runs.recipe_sections(folder, 10)
+    assert revise.title == "Retro-Search (stage revise)"
+    assert recipe.tables[0].rows[1][-2:] == [900, "12"] and recipe.tables[0].rows[0][-2:] == ["", ""]
+    assert recipe.plots[1] == ("cost_scatter", ["original", "student"], [0.375, 0.25], [75.0, 50.0], [None, 900])
+    assert cut.title == "First-correct cut (stage fcs)" and cut.headline[0] == ("cut", "1 of 4")
+    assert [plot[0] for plot in cut.plots] == ["length_histogram", "keyword_bars"]  # a cut revisits no switch
+    assert cut.plots[1][1] == Counter({"Alternatively": 2})  # the cut's own keywords count its switches
+    assert viewer.total == 1  # the viewer shows the Retro-Search stage's rows
+    only_cut = recipe_folder(tmp_path / "cuts", ["original", "student"])
+    (only_cut / "revise" / "manifest.json").write_text(json.dumps(cut_manifest))
+    (_, section), viewer = runs.recipe_sections(only_cut, 10)
+    assert section.title == "First-correct cut (stage revise)" and viewer.total == 1
+    report = runs.read_run(folder / "fcs", 10)
+    assert report.title == "First-correct cut fcs" and [s.title for s in report.sections] == ["First-correct cut"]
+
+
+def test_the_cost_plot_draws_every_model_and_names_each_datas_cost():
+    import base64
+
+    from retrosearch.tools.report.plots import cost_scatter
+
+    plot = cost_scatter(["base", "fcs", "revised"], [0.5, 0.55, 0.6], [100.0, 80.0, 70.0], [None, 0, 12345])
+    svg = base64.b64decode(plot.uri.split(",", 1)[1]).decode()
+    assert "base" in svg and "fcs (0 tokens)" in svg and "revised (12,345 tokens)" in svg
+    assert plot.title == "Accuracy against length, with the data's cost"

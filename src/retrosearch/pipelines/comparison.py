@@ -36,6 +36,15 @@ def trained_on(model: str, outputs: dict[str, str], results: dict[str, dict[str,
     return None
 
 
+def data_cost(stages: list[str], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the model work of `stages` cost: the tokens their models generated and their wall seconds (a finished
+    stage's summary keeps the seconds its run took, so a rerun recipe reports the same cost)."""
+    return {
+        "generated_tokens": sum(int(results[name].get("generated_tokens") or 0) for name in stages),
+        "seconds": round(sum(float(results[name].get("wall_seconds") or 0.0) for name in stages), 1),
+    }
+
+
 def _change(figures: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
     accuracy_points = 100 * (figures["accuracy"] - baseline["accuracy"])
     ratio = figures["tokens_mean"] / baseline["tokens_mean"] if baseline["tokens_mean"] else None
@@ -48,9 +57,11 @@ def compare_models(
     results: dict[str, dict[str, Any]],
     caps: dict[str, int | None],
     data_tokens: dict[str, float | None],
+    costs: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Per evaluated model (in `table` order): per benchmark and averaged, its figures and (with a baseline) their
-    changes from the baseline's; its token cap; its SFT data's mean tokens and their ratio to the baseline's."""
+    changes from the baseline's; its token cap; its SFT data's mean tokens and their ratio to the baseline's; with
+    `costs`, what producing its SFT data cost beyond the original traces (`data_cost`)."""
     models: dict[str, Any] = {}
     base = results[baseline] if baseline else None
     base_averaged = averaged(base["benchmarks"]) if base else None
@@ -62,6 +73,8 @@ def compare_models(
             "benchmarks": {},
             "averaged": averaged(benchmarks),
         }
+        if costs is not None:
+            row["data_cost"] = costs.get(name)  # None: no SFT data (the base model)
         for benchmark, figures in benchmarks.items():
             row["benchmarks"][benchmark] = {key: figures[key] for key in FIGURES}
             if base and benchmark in base["benchmarks"]:
@@ -111,6 +124,9 @@ def over_seeds(comparisons: dict[str, dict[str, Any]]) -> dict[str, Any]:
         }
         if all(row.get("sft_data_tokens_ratio") is not None for row in rows.values()):
             figures["sft_data_tokens_ratio"] = spread({run: row["sft_data_tokens_ratio"] for run, row in rows.items()})
+        if all(row.get("data_cost") for row in rows.values()):
+            for key in ("generated_tokens", "seconds"):
+                figures[f"data_cost_{key}"] = spread({run: row["data_cost"][key] for run, row in rows.items()})
         models[name] = figures
     return models
 
@@ -136,9 +152,16 @@ def table_rows(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     beside each figure."""
     headers = ["model", "accuracy", "Δ accuracy (points)", "avg tokens", "tokens ×", "SFT data tokens ×"]
     headers += ["max new tokens", "avg switches", "truncated"]
+    costs = any("data_cost" in model for model in comparison["models"].values())
+    if costs:
+        headers += ["data cost: generated tokens", "data cost: seconds"]
     rows = []
     for name, model in comparison["models"].items():
         figures = model["averaged"]
+        cost = []
+        if costs:
+            spent = model.get("data_cost")
+            cost = [spent["generated_tokens"], f"{spent['seconds']:.0f}"] if spent else ["", ""]
         rows.append(
             [
                 name,
@@ -150,6 +173,7 @@ def table_rows(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
                 "" if model["max_new_tokens"] is None else model["max_new_tokens"],
                 f"{figures['switches_mean']:.2f}",
                 figures["truncated"],
+                *cost,
             ]
         )
     return headers, rows
@@ -165,8 +189,19 @@ def _mean_stdev(figure: dict[str, Any] | None, show) -> str:
 def seed_rows(over: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """Mean ± standard deviation over seed runs of each model's accuracy, tokens and their changes."""
     headers = ["model", "runs", "accuracy", "Δ accuracy (points)", "avg tokens", "tokens ×", "SFT data tokens ×"]
+    costs = any("data_cost_seconds" in figures for figures in over.values())
+    if costs:
+        headers += ["data cost: generated tokens", "data cost: seconds"]
     rows = []
     for name, figures in over.items():
+        cost = (
+            [
+                _mean_stdev(figures.get("data_cost_generated_tokens"), lambda v: f"{v:.0f}"),
+                _mean_stdev(figures.get("data_cost_seconds"), lambda v: f"{v:.0f}"),
+            ]
+            if costs
+            else []
+        )
         rows.append(
             [
                 name,
@@ -176,6 +211,7 @@ def seed_rows(over: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
                 _mean_stdev(figures.get("tokens_mean"), lambda v: f"{v:.1f}"),
                 _mean_stdev(figures.get("tokens_ratio"), _ratio),
                 _mean_stdev(figures.get("sft_data_tokens_ratio"), _ratio),
+                *cost,
             ]
         )
     return headers, rows

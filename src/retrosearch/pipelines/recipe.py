@@ -1,8 +1,10 @@
 """`retrosearch run RECIPE`: the stages of a YAML recipe in order, each resumable, then the paper's table.
 
 A recipe is data: `output` (the run folder), `stages` (each a `name`, a command of the registry's stages —
-generate, revise, merge, select, sft, eval, teacher, organism-train — and its `options`, the same names as the
-command-line options) and `table` (the eval stages whose results make the final table). `{output}` and
+generate, revise, merge, select, cut, sft, eval, teacher, organism-train — and its `options`, the same names as the
+command-line options), `table` (the eval stages whose results make the final table), `baseline` (the table's stage
+the others are compared with) and `data_cost` (per table stage, the stages whose model work made its SFT data beyond
+the original traces: their generated tokens and seconds become the table's cost columns). `{output}` and
 `{stage_name}` in an option are replaced by the run folder and by that stage's output. Rerunning a recipe
 skips finished work inside every stage. `--seed N` repeats a recipe with another seed: every stage that takes a
 seed gets N, and the run folder (unless given) gets a `-seedN` suffix, so repeats sit side by side.
@@ -14,7 +16,7 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from retrosearch.config import flat_values, option, option_names, read_yaml
 from retrosearch.data.outputs import recording, write_json, write_whole
 from retrosearch.pipelines.comparison import (
     compare_models,
+    data_cost,
     over_seeds,
     read_comparison,
     seed_rows,
@@ -74,6 +77,7 @@ class Recipe:
     table: list[str]
     description: str = ""
     baseline: str | None = None  # the eval stage every other model of the table is compared with
+    data_cost: dict[str, list[str]] = field(default_factory=dict)  # eval stage -> stages that made its data
 
 
 def load_recipe(path: str, output: str | None = None, seed: int | None = None) -> Recipe:
@@ -103,6 +107,13 @@ def load_recipe(path: str, output: str | None = None, seed: int | None = None) -
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in raw.get("table", []):
         raise ValueError(f"{path}: baseline {baseline!r} is not in the table; name one of the table's eval stages")
+    costs = raw.get("data_cost") or {}
+    for name, made_by in costs.items():
+        if name not in raw.get("table", []):
+            raise ValueError(f"{path}: data_cost names {name!r}, not a stage of the table")
+        unknown = [stage for stage in made_by or [] if stage not in names]
+        if not isinstance(made_by, list) or unknown:
+            raise ValueError(f"{path}: data_cost of {name!r} takes a list of the recipe's stage names ({unknown})")
     default_output = raw.get("output", f"runs/{Path(path).stem}")
     if seed is not None:
         default_output += f"-seed{seed}"
@@ -113,6 +124,7 @@ def load_recipe(path: str, output: str | None = None, seed: int | None = None) -
         list(raw.get("table", [])),
         raw.get("description", ""),
         baseline,
+        costs,
     )
 
 
@@ -179,7 +191,10 @@ def comparison_of(recipe: Recipe, steps: list[tuple[str, str, dict[str, Any]]], 
         name: flat_values(*COMMANDS[commands[name]].build(options[name])).get("max_new_tokens") for name in recipe.table
     }
     data = {name: trained_on(str(options[name].get("model", "")), outputs, results) for name in recipe.table}
-    return compare_models(recipe.table, recipe.baseline, results, caps, data)
+    costs = None
+    if recipe.data_cost:  # a model trained on data that no listed stage made cost nothing beyond the original traces
+        costs = {name: data_cost(recipe.data_cost.get(name, []), results) for name in recipe.table if data[name]}
+    return compare_models(recipe.table, recipe.baseline, results, caps, data, costs)
 
 
 def final_table(comparison: dict[str, Any], over: dict[str, Any] | None) -> str:

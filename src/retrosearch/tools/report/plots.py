@@ -160,3 +160,24 @@ def model_bars(models: Sequence[str], accuracy: Sequence[float], tokens: Sequenc
         for place, value in zip(places, values, strict=True):
             axes.text(value, place, " " + form.format(value), va="center", fontsize=9)
     return _finish(figure, "Models", "Accuracy and mean tokens of each evaluated model (the table above).")
+
+
+def cost_scatter(
+    models: Sequence[str], accuracy: Sequence[float], tokens: Sequence[float], cost: Sequence[int | None]
+) -> Plot:
+    """Each model's accuracy against its tokens, the marker's area growing with what making its data cost."""
+    figure, axes = _figure(6.4, 4.0)
+    largest = max((spent for spent in cost if spent), default=0)
+    for name, x, y, spent in zip(models, tokens, accuracy, cost, strict=True):
+        area = 30 + (400 * spent / largest if largest and spent else 0)
+        axes.scatter([x], [y], s=area, color=AFTER if spent else BEFORE, alpha=0.7)
+        label = name if spent is None else f"{name} ({spent:,} tokens)"
+        axes.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    axes.set_xlabel("avg tokens")
+    axes.set_ylabel("accuracy")
+    return _finish(
+        figure,
+        "Accuracy against length, with the data's cost",
+        "Each evaluated model (the table above); the marker's area grows with the tokens generated to make its SFT "
+        "data beyond the original traces (grey: nothing generated, or no SFT data).",
+    )

@@ -24,6 +24,7 @@ from retrosearch.stages.revise import OUTPUT_FILE as REVISED_FILE
 from retrosearch.tools.report.plots import (
     Plot,
     correct_histogram,
+    cost_scatter,
     keyword_bars,
     length_histogram,
     model_bars,
@@ -124,7 +125,8 @@ def _facts(manifest: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _matcher(manifest: dict[str, Any]) -> KeywordMatcher:
-    keywords = (manifest.get("config") or {}).get("RetroSearchConfig", {}).get("keywords")
+    config = manifest.get("config") or {}
+    keywords = (config.get("RetroSearchConfig") or config.get("CutConfig") or {}).get("keywords")
     return with_keywords(keywords)
 
 
@@ -138,6 +140,7 @@ def revise_section(folder: Path, max_rows: int, title: str = "Retro-Search") -> 
     config = manifest.get("config") or {}
     matcher = _matcher(manifest)
     unit = config.get("RetroSearchConfig", {}).get("length_unit", "steps")
+    cut = manifest.get("command") == "cut"
     total = _count_rows([path])
     chosen = {index: place for place, index in enumerate(_chosen(total, max_rows))}
     reasons: Counter = Counter()
@@ -176,17 +179,17 @@ def revise_section(folder: Path, max_rows: int, title: str = "Retro-Search") -> 
         ],
         plots=[
             length_histogram(before, after),
-            switch_positions(positions, unit),
+            *([] if cut else [switch_positions(positions, unit)]),  # a cut revisits no switch
             keyword_bars(keywords_before, keywords_after),
         ],
         config=config,
-        headline=_revise_headline(summary),
+        headline=_revise_headline(summary, "cut" if cut else "revised"),
     )
     return section, Viewer("compare", "reason", _sample_order(rows), total)
 
 
-def _revise_headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    figures = [("revised", f"{summary.get('revised', 0):,} of {summary.get('samples', 0):,}")]
+def _revise_headline(summary: dict[str, Any], changed: str = "revised") -> list[tuple[str, str]]:
+    figures = [(changed, f"{summary.get('revised', 0):,} of {summary.get('samples', 0):,}")]
     if "tokens_before_mean" in summary:
         ratio = summary.get("tokens_ratio", 0.0)
         tokens = f"{summary['tokens_before_mean']:,.1f} → {summary.get('tokens_after_mean', 0):,.1f} ({ratio:.3f}×)"
@@ -332,20 +335,11 @@ def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer 
         )
     seconds = summary.get("stage_seconds") or {}
     models = comparison["models"]
-    names = list(models)
     recipe = Section(
         "Recipe",
         facts={"recipe": summary.get("recipe"), "wall seconds (all stages)": round(sum(seconds.values()), 1)},
         tables=[*tables, Table("Stages", ["stage", "seconds"], [[name, value] for name, value in seconds.items()])],
-        plots=[
-            model_bars(
-                names,
-                [models[name]["averaged"]["accuracy"] for name in names],
-                [models[name]["averaged"]["tokens_mean"] for name in names],
-            )
-        ]
-        if names
-        else [],
+        plots=_model_plots(models),
     )
     sections, viewer = [recipe], None
     for name in results:
@@ -353,7 +347,26 @@ def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer 
             section, viewer = revise_section(folder / name, max_rows, f"Retro-Search (stage {name})")
             sections.append(section)
             break
+    for name in results:  # a cut's sections beside Retro-Search's; the viewer stays Retro-Search's rows
+        if command_of(folder / name) == "cut":
+            section, cut_viewer = revise_section(folder / name, max_rows, f"First-correct cut (stage {name})")
+            sections.append(section)
+            viewer = viewer or cut_viewer
     return sections, viewer
+
+
+def _model_plots(models: dict[str, Any]) -> list[Plot]:
+    """The models' accuracy and tokens; with data costs recorded, also accuracy against tokens sized by cost."""
+    names = list(models)
+    if not names:
+        return []
+    accuracy = [models[name]["averaged"]["accuracy"] for name in names]
+    tokens = [models[name]["averaged"]["tokens_mean"] for name in names]
+    plots = [model_bars(names, accuracy, tokens)]
+    if any("data_cost" in model for model in models.values()):
+        cost = [(models[name].get("data_cost") or {}).get("generated_tokens") for name in names]
+        plots.append(cost_scatter(names, accuracy, tokens, cost))
+    return plots
 
 
 ReportMaker = Callable[[Path, int], Report]
@@ -374,6 +387,7 @@ def _recipe(folder: Path, max_rows: int) -> Report:
 
 REPORTS: dict[str, ReportMaker] = {
     "revise": _single(revise_section, "Retro-Search"),
+    "cut": _single(lambda folder, rows: revise_section(folder, rows, "First-correct cut"), "First-correct cut"),
     "merge": _single(revise_section, "Retro-Search"),
     "generate": _single(generate_section, "Generation"),
     "eval": _single(eval_section, "Evaluation"),
@@ -401,11 +415,13 @@ def command_of(folder: Path) -> str | None:
 def read_run(folder: Path, max_rows: int) -> Report:
     """The report of a run folder, whichever command made it."""
     if not folder.is_dir():
-        raise DataError(f"{folder}: no such run folder; give the folder a revise, generate, eval or run wrote")
+        raise DataError(f"{folder}: no such run folder; give the folder a revise, cut, generate, eval or run wrote")
     command = command_of(folder)
     if command != "run" and not (folder / SUMMARY).exists():
         raise DataError(f"{folder}: no {SUMMARY}; the run has not finished (rerun its command to finish it)")
     if command not in REPORTS:
         made_by = f"a {command} run" if command else "no run folder of retrosearch"
-        raise DataError(f"{folder}: {made_by}; a report shows a revise, merge, generate, eval or recipe run folder")
+        raise DataError(
+            f"{folder}: {made_by}; a report shows a revise, merge, cut, generate, eval or recipe run folder"
+        )
     return REPORTS[command](folder, max_rows)
