@@ -260,6 +260,10 @@ def test_plus_one_and_a_rerun_resume_the_same_folder(tmp_path):
     revised = [json.loads(line)["revised"] for line in lines]
     assert revised == [think("So \\boxed{12}.", "Wait.", "\\boxed{12}")] * 6
     assert main(["cut", "--input", str(source), "--output", str(output)]) == 2  # another method: another run
+    no_gold = tmp_path / "no-gold.jsonl"
+    no_gold.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "answer"}) + "\n" for row in rows))
+    assert main(["cut", "--input", str(no_gold), "--output", str(tmp_path / "g"), "--gold-from-trace"]) == 0
+    assert {json.loads(line)["status"] for line in (tmp_path / "g" / "revised.jsonl").open()} == {"revised"}
 
 
 def test_bad_input_gets_one_line(tmp_path, capsys):

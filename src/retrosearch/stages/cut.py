@@ -42,6 +42,7 @@ class CutConfig:
     answer_field: str | None = option(None, "field holding the gold answer")
     trace_field: str | None = option(None, "field holding the trace (model response)")
     id_field: str | None = option(None, "field holding a unique sample id")
+    gold_from_trace: bool = option(False, "the dataset holds only correct traces: take each trace's answer as gold")
 
     def __post_init__(self) -> None:
         at_least(self, 1, "limit")
@@ -49,7 +50,7 @@ class CutConfig:
 
     @property
     def fields(self) -> FieldMap:
-        return FieldMap(self.problem_field, self.answer_field, self.trace_field, self.id_field)
+        return FieldMap(self.problem_field, self.answer_field, self.trace_field, self.id_field, self.gold_from_trace)
 
 
 class Cutter:
