@@ -264,7 +264,7 @@ def test_each_models_data_cost_sums_the_stages_that_made_its_data(tmp_path):
     assert comparison["models"]["eval-original"]["data_cost"] == {"generated_tokens": 0, "seconds": 0.0}
     headers, rows = table_rows(comparison)
     assert headers[-2:] == ["data cost: generated tokens", "data cost: seconds"]
-    assert [row[-2:] for row in rows] == [[0, "0"], [1200, "35"]]
+    assert [row[-2:] for row in rows] == [[0, "0.0"], [1200, "34.8"]]
     slower = comparison_of(recipe, plan(recipe), {**results, "revise": {"generated_tokens": 1000, "wall_seconds": 40}})
     over = over_seeds({"run": comparison, "run-seed2": slower})
     assert over["eval-revised"]["data_cost_generated_tokens"] == {
@@ -274,7 +274,7 @@ def test_each_models_data_cost_sums_the_stages_that_made_its_data(tmp_path):
     }
     headers, rows = seed_rows(over)
     assert headers[-2:] == ["data cost: generated tokens", "data cost: seconds"]
-    assert rows[1][-2:] == ["1100 ± 141.421", "40 ± 6.859"]
+    assert rows[1][-2:] == ["1100 ± 141.421", "39.6 ± 6.859"]
     plain = comparison_of(load_recipe(str(_written(tmp_path, RECIPE))), plan(recipe), results)
     assert all("data_cost" not in model for model in plain["models"].values())
     assert "data cost" not in " ".join(table_rows(plain)[0])
@@ -290,10 +290,10 @@ def test_a_base_model_without_sft_data_has_no_data_cost():
         {"student": {"generated_tokens": 5, "seconds": 1.0}},
     )
     assert comparison["models"]["base"]["data_cost"] is None
-    assert [row[-2:] for row in table_rows(comparison)[1]] == [["", ""], [5, "1"]]
+    assert [row[-2:] for row in table_rows(comparison)[1]] == [["", ""], [5, "1.0"]]
     over = over_seeds({"a": comparison, "b-seed2": comparison})
     assert "data_cost_seconds" not in over["base"] and over["student"]["data_cost_seconds"]["mean"] == 1.0
-    assert [row[-2:] for row in seed_rows(over)[1]] == [["", ""], ["5 ± 0.000", "1 ± 0.000"]]
+    assert [row[-2:] for row in seed_rows(over)[1]] == [["", ""], ["5 ± 0.000", "1.0 ± 0.000"]]
 
 
 @pytest.mark.parametrize(

@@ -565,7 +565,7 @@ def test_a_recipe_with_data_costs_plots_them_and_shows_its_cut_stages_rows(tmp_p
     write_folder(folder / "fcs", revise_rows()[:2], "revised.jsonl", REVISE_SUMMARY, cut_manifest)
     (recipe, revise, cut), viewer = runs.recipe_sections(folder, 10)
     assert revise.title == "Retro-Search (stage revise)"
-    assert recipe.tables[0].rows[1][-2:] == [900, "12"] and recipe.tables[0].rows[0][-2:] == ["", ""]
+    assert recipe.tables[0].rows[1][-2:] == [900, "12.0"] and recipe.tables[0].rows[0][-2:] == ["", ""]
     assert recipe.plots[1] == ("cost_scatter", ["original", "student"], [0.375, 0.25], [75.0, 50.0], [None, 900])
     assert cut.title == "First-correct cut (stage fcs)" and cut.headline[0] == ("cut", "1 of 4")
     assert [plot[0] for plot in cut.plots] == ["length_histogram", "keyword_bars"]  # a cut revisits no switch

@@ -161,7 +161,7 @@ def table_rows(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         cost = []
         if costs:
             spent = model.get("data_cost")
-            cost = [spent["generated_tokens"], f"{spent['seconds']:.0f}"] if spent else ["", ""]
+            cost = [spent["generated_tokens"], f"{spent['seconds']:.1f}"] if spent else ["", ""]
         rows.append(
             [
                 name,
@@ -197,7 +197,7 @@ def seed_rows(over: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         cost = (
             [
                 _mean_stdev(figures.get("data_cost_generated_tokens"), lambda v: f"{v:.0f}"),
-                _mean_stdev(figures.get("data_cost_seconds"), lambda v: f"{v:.0f}"),
+                _mean_stdev(figures.get("data_cost_seconds"), lambda v: f"{v:.1f}"),
             ]
             if costs
             else []
