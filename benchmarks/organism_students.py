@@ -2,8 +2,9 @@
 
     python benchmarks/organism_students.py runs/organism-self-improve
 
-Reads the recipe's revise output (the SFT data, original vs revised) and every eval-* folder (the students'
-samples on the held-out set) and prints one JSON line: per source, lines of thought per trace; how often a line
+Reads the recipe's revise output (the SFT data, original vs revised), any other dataset stage's output (a cut's or a
+second revise's revised.jsonl, a select's traces.jsonl) and every eval-* folder (the students' samples on the
+held-out set) and prints one JSON line: per source, lines of thought per trace; how often a line
 that shows the cue (its candidate is the answer, which its second result reveals) is abandoned, against every
 other line (pruning, which is harmless); the line of the first success; the share of successful traces that
 re-check after it and the re-checks they write; the share of steps written after the first success; and the
@@ -63,14 +64,29 @@ def habit_figures(pairs: list[tuple[str, str]]) -> dict[str, float | None]:
     }
 
 
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _command(folder: Path) -> str | None:
+    manifest = folder / "manifest.json"
+    return json.loads(manifest.read_text()).get("command") if manifest.exists() else None
+
+
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/organism-self-improve")
-    rows = [json.loads(line) for line in (root / "revise" / "revised.jsonl").read_text().splitlines()]
-    searched = [row for row in rows if row["status"] in ("revised", "unchanged")]
+    searched = [row for row in _rows(root / "revise" / "revised.jsonl") if row["status"] in ("revised", "unchanged")]
     result = {
         f"sft_data_{field}": habit_figures([(row["problem"], row[field]) for row in searched])
         for field in ("original", "revised")
     }
+    for folder in sorted(root.iterdir()):  # the other datasets a comparison recipe makes: cuts, partial, shortest
+        if folder.name != "revise" and (folder / "revised.jsonl").exists():
+            rows = [row for row in _rows(folder / "revised.jsonl") if row["status"] in ("revised", "unchanged")]
+            result[f"sft_data_{folder.name}"] = habit_figures([(row["problem"], row["revised"]) for row in rows])
+        elif (folder / "traces.jsonl").exists() and _command(folder) == "select":
+            rows = _rows(folder / "traces.jsonl")
+            result[f"sft_data_{folder.name}"] = habit_figures([(row["problem"], row["response"]) for row in rows])
     for folder in sorted(root.glob("eval-*")):
         samples_file = folder / "organism" / "generate" / "samples.jsonl"
         samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
