@@ -549,6 +549,15 @@ def test_a_recipe_shows_its_first_revise_or_merge_stage_with_at_most_max_rows(tm
     (folder / "revise").rename(folder / "merged")
     sections, viewer = runs.recipe_sections(folder, 2)
     assert sections[1].title == "Retro-Search (stage merged)" and viewer.total == 5 and len(viewer.rows) == 2
+    write_folder(folder / "revise-partial", revise_rows()[:3], "revised.jsonl", REVISE_SUMMARY, MANIFEST)
+    summary["results"]["revise-partial"] = {}
+    (folder / "recipe_summary.json").write_text(
+        json.dumps({**summary, "results": {"merged": {}, **summary["results"]}})
+    )
+    sections, viewer = runs.recipe_sections(folder, 10)
+    titles = [section.title for section in sections[1:]]
+    assert titles == ["Retro-Search (stage merged)", "Retro-Search (stage revise-partial)"]  # every one, in order
+    assert viewer.total == 5  # the first one's rows
 
 
 def test_a_recipe_with_data_costs_plots_them_and_shows_its_cut_stages_rows(tmp_path):
@@ -559,11 +568,11 @@ def test_a_recipe_with_data_costs_plots_them_and_shows_its_cut_stages_rows(tmp_p
     costs = {"student": {"generated_tokens": 900, "seconds": 12.0}}
     comparison = compare_models(["original", "student"], "original", summary["results"], {}, {}, costs)
     summary.update(comparison=comparison)
-    summary["results"]["fcs"] = {"revised": 1}
+    summary["results"] = {"fcs": {"revised": 1}, **summary["results"]}  # a cut before Retro-Search
     (folder / "recipe_summary.json").write_text(json.dumps(summary))
     cut_manifest = {**MANIFEST, "command": "cut", "config": {"CutConfig": {"keywords": ["Alternatively"]}}}
     write_folder(folder / "fcs", revise_rows()[:2], "revised.jsonl", REVISE_SUMMARY, cut_manifest)
-    (recipe, revise, cut), viewer = runs.recipe_sections(folder, 10)
+    (recipe, cut, revise), viewer = runs.recipe_sections(folder, 10)
     assert revise.title == "Retro-Search (stage revise)"
     assert recipe.tables[0].rows[1][-2:] == [900, "12.0"] and recipe.tables[0].rows[0][-2:] == ["", ""]
     assert recipe.plots[1] == ("cost_scatter", ["original", "student"], [0.375, 0.25], [75.0, 50.0], [None, 900])

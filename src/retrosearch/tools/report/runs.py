@@ -341,18 +341,16 @@ def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer 
         tables=[*tables, Table("Stages", ["stage", "seconds"], [[name, value] for name, value in seconds.items()])],
         plots=_model_plots(models),
     )
-    sections, viewer = [recipe], None
-    for name in results:
-        if command_of(folder / name) in ("revise", "merge"):
-            section, viewer = revise_section(folder / name, max_rows, f"Retro-Search (stage {name})")
+    sections, viewers = [recipe], []
+    titles = {"revise": "Retro-Search", "merge": "Retro-Search", "cut": "First-correct cut"}
+    for name in results:  # every stage that changed traces, in the recipe's order
+        title = titles.get(command_of(folder / name) or "")
+        if title is not None:
+            section, viewer = revise_section(folder / name, max_rows, f"{title} (stage {name})")
             sections.append(section)
-            break
-    for name in results:  # a cut's sections beside Retro-Search's; the viewer stays Retro-Search's rows
-        if command_of(folder / name) == "cut":
-            section, cut_viewer = revise_section(folder / name, max_rows, f"First-correct cut (stage {name})")
-            sections.append(section)
-            viewer = viewer or cut_viewer
-    return sections, viewer
+            viewers.append((title != "Retro-Search", viewer))
+    # one trace viewer per page: the first Retro-Search stage's rows, else the first cut's
+    return sections, min(viewers, key=lambda found: found[0])[1] if viewers else None
 
 
 def _model_plots(models: dict[str, Any]) -> list[Plot]:
