@@ -19,7 +19,9 @@ __all__ = ["ReportConfig", "report", "write_report"]
 
 @dataclass(frozen=True)
 class ReportConfig:
-    run: str = option("", "run folder of revise, generate or eval, or a recipe's (retrosearch run)", positional=True)
+    run: str = option(
+        "", "run folder of revise, cut, generate or eval, or a recipe's (retrosearch run)", positional=True
+    )
     output: str | None = option(None, "the HTML file (default: RUN/report.html)")
     max_rows: int = option(5000, "most rows in the trace viewer (a uniform sample)")
     max_mb: float = option(20.0, "largest file; the viewer gets fewer rows to fit")
