@@ -270,3 +270,20 @@ def test_bad_input_gets_one_line(tmp_path, capsys):
     assert main(["cut", "--input", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not Path(tmp_path / "o").exists()
+
+
+def test_a_local_tokenizer_counts_as_an_input_its_contents_and_all(tmp_path, capsys):
+    import shutil
+
+    tokenizer = tmp_path / "tokenizer"
+    shutil.copytree(checkpoint_path(), tokenizer)
+    source = tmp_path / "traces.jsonl"
+    source.write_text(json.dumps(LAYOUTS["r1"]) + "\n")
+    command = ["cut", "--input", str(source), "--output", str(tmp_path / "run"), "--tokenizer", str(tokenizer)]
+    assert main(command) == 0
+    capsys.readouterr()
+    config = json.loads((tokenizer / "tokenizer_config.json").read_text())
+    (tokenizer / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 7}))
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert "holds a run with other" in error and "tokenizer" in error, error

@@ -150,4 +150,4 @@ def cut(config: CutConfig, quiet: bool = False) -> dict[str, Any]:
         rows = list(read_rows(path, RevisedRow, set(ids)))
         return {"method": config.method, **summarize(rows), "rows": str(path)}
 
-    return run_once("cut", Path(config.output), (config,), config.overwrite, work, ("input",), quiet)
+    return run_once("cut", Path(config.output), (config,), config.overwrite, work, ("input", "tokenizer"), quiet)

@@ -24,7 +24,7 @@ MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 LOCK = ".lock"
 TRASH = ".overwritten"  # where --overwrite moves a run's files before removing them
-PATH_KEYS = ("input", "problems", "data_dir", "model", "shards")  # config entries that may name local paths
+PATH_KEYS = ("input", "problems", "data_dir", "model", "shards", "tokenizer")  # entries that may name local paths
 READ_FILES = ("system_prompt_file", "chat_template")  # files every stage that prompts reads: their contents count
 WHOLE_FILE_LIMIT = 256 * 2**20  # larger files are fingerprinted by size and modification time
 
