@@ -156,8 +156,8 @@ def test_the_spread_over_seed_runs_of_every_change():
         "model": "eval-revised",
         "runs": 3,
         "accuracy": "0.500 ± 0.000",
-        "Δ accuracy (points)": "+2.0 ± 1.000",
-        "avg tokens": "100.0 ± 0.000",
+        "Δ accuracy (points)": "+2.0 ± 1.0",
+        "avg tokens": "100.0 ± 0.0",
         "tokens ×": "0.720× ± 0.020",
         "SFT data tokens ×": "0.620× ± 0.035",
     }
@@ -206,7 +206,7 @@ def test_a_recipes_plan_gives_each_model_its_cap_and_its_sft_data(tmp_path):
     assert "seed runs" not in table
     with_seeds = final_table(comparison, over_seeds({"run": comparison, "run-seed2": comparison}))
     assert "over the recipe's seed runs (mean ± standard deviation):" in with_seeds
-    assert "| eval-revised | 2 | 0.550 ± 0.000 | +5.0 ± 0.000 |" in with_seeds
+    assert "| eval-revised | 2 | 0.550 ± 0.000 | +5.0 ± 0.0 |" in with_seeds
 
 
 def test_a_baseline_outside_the_table_is_refused(tmp_path):
@@ -274,7 +274,7 @@ def test_each_models_data_cost_sums_the_stages_that_made_its_data(tmp_path):
     }
     headers, rows = seed_rows(over)
     assert headers[-2:] == ["data cost: generated tokens", "data cost: seconds"]
-    assert rows[1][-2:] == ["1100 ± 141.421", "39.6 ± 6.859"]
+    assert rows[1][-2:] == ["1100 ± 141", "39.6 ± 6.9"]
     plain = comparison_of(load_recipe(str(_written(tmp_path, RECIPE))), plan(recipe), results)
     assert all("data_cost" not in model for model in plain["models"].values())
     assert "data cost" not in " ".join(table_rows(plain)[0])
@@ -293,7 +293,7 @@ def test_a_base_model_without_sft_data_has_no_data_cost():
     assert [row[-2:] for row in table_rows(comparison)[1]] == [["", ""], [5, "1.0"]]
     over = over_seeds({"a": comparison, "b-seed2": comparison})
     assert "data_cost_seconds" not in over["base"] and over["student"]["data_cost_seconds"]["mean"] == 1.0
-    assert [row[-2:] for row in seed_rows(over)[1]] == [["", ""], ["5 ± 0.000", "1.0 ± 0.000"]]
+    assert [row[-2:] for row in seed_rows(over)[1]] == [["", ""], ["5 ± 0", "1.0 ± 0.0"]]
 
 
 @pytest.mark.parametrize(

@@ -405,7 +405,7 @@ def test_a_recipe_folder_shows_its_recorded_comparison_and_spread_over_seeds(tmp
     table, seeds, _ = recipe.tables
     assert table.rows[1] == ["student", "0.250", "-12.5", "50.0", "0.667×", "", 512, "1.00", 2]
     assert seeds.title == "Over the recipe's seed runs (mean ± standard deviation)"
-    assert seeds.rows[1][:4] == ["student", 2, "0.250 ± 0.000", "-12.5 ± 0.000"]
+    assert seeds.rows[1][:4] == ["student", 2, "0.250 ± 0.000", "-12.5 ± 0.0"]
 
 
 def test_a_recipe_table_follows_the_recipes_order_and_a_recipe_without_models_has_no_plot(tmp_path):

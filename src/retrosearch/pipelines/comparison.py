@@ -179,11 +179,13 @@ def table_rows(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
-def _mean_stdev(figure: dict[str, Any] | None, show) -> str:
+def _mean_stdev(figure: dict[str, Any] | None, show, spread: str = "{:.3f}") -> str:
+    """The mean as `show` writes it, ± the standard deviation in `spread`'s format (counts and seconds in their own
+    precision, not three decimals)."""
     if figure is None:
         return ""
     stdev = figure["stdev"]
-    return show(figure["mean"]) + ("" if stdev is None else f" ± {stdev:.3f}")
+    return show(figure["mean"]) + ("" if stdev is None else " ± " + spread.format(stdev))
 
 
 def seed_rows(over: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -196,8 +198,8 @@ def seed_rows(over: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     for name, figures in over.items():
         cost = (
             [
-                _mean_stdev(figures.get("data_cost_generated_tokens"), lambda v: f"{v:.0f}"),
-                _mean_stdev(figures.get("data_cost_seconds"), lambda v: f"{v:.1f}"),
+                _mean_stdev(figures.get("data_cost_generated_tokens"), lambda v: f"{v:.0f}", "{:.0f}"),
+                _mean_stdev(figures.get("data_cost_seconds"), lambda v: f"{v:.1f}", "{:.1f}"),
             ]
             if costs
             else []
@@ -207,8 +209,8 @@ def seed_rows(over: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
                 name,
                 len(figures["accuracy"]["values"]),
                 _mean_stdev(figures.get("accuracy"), lambda v: f"{v:.3f}"),
-                _mean_stdev(figures.get("accuracy_points"), _points),
-                _mean_stdev(figures.get("tokens_mean"), lambda v: f"{v:.1f}"),
+                _mean_stdev(figures.get("accuracy_points"), _points, "{:.1f}"),
+                _mean_stdev(figures.get("tokens_mean"), lambda v: f"{v:.1f}", "{:.1f}"),
                 _mean_stdev(figures.get("tokens_ratio"), _ratio),
                 _mean_stdev(figures.get("sft_data_tokens_ratio"), _ratio),
                 *cost,
