@@ -37,8 +37,9 @@ def trained_on(model: str, outputs: dict[str, str], results: dict[str, dict[str,
 
 
 def data_cost(stages: list[str], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What the model work of `stages` cost: the tokens their models generated and their wall seconds (a finished
-    stage's summary keeps the seconds its run took, so a rerun recipe reports the same cost)."""
+    """What the model work of `stages` cost: the tokens their models generated and the wall seconds of their last
+    run. A row stage (generate, revise) that a rerun resumed reports only the resumed run's seconds; its tokens count
+    every row."""
     return {
         "generated_tokens": sum(int(results[name].get("generated_tokens") or 0) for name in stages),
         "seconds": round(sum(float(results[name].get("wall_seconds") or 0.0) for name in stages), 1),
