@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from retrosearch.answers import default_checker, extract_answer
 from retrosearch.config import at_least, option, overwrite_option
-from retrosearch.data.inputs import FieldMap, Sample, iter_samples, sample_ids, with_response
+from retrosearch.data.inputs import FieldMap, Sample, iter_samples, sample_ids
 from retrosearch.data.outputs import JsonlAppender, write_in_order
 from retrosearch.engines import resolve_model
 from retrosearch.engines.base import encode
@@ -109,23 +109,7 @@ class Cutter:
         details: dict[str, int],
     ) -> RevisedRow:
         after = self._stats(text) if text != sample.response else before
-        return RevisedRow(
-            sample.id,
-            sample.problem,
-            sample.gold,
-            parse(sample.response).format.name,
-            sample.response,
-            *before,
-            text,
-            *after,
-            [],
-            0,
-            0,
-            status,
-            reason,
-            with_response(sample, text),
-            details,
-        )
+        return RevisedRow.of(sample, (before, after), text, status, reason, details)
 
 
 def cut(config: CutConfig, quiet: bool = False) -> dict[str, Any]:

@@ -75,6 +75,40 @@ class RevisedRow:
     record: dict[str, Any]  # the input record with its trace replaced by the revised one
     details: dict[str, int] = field(default_factory=dict)  # e.g. tokens and context of a trace too long
 
+    @classmethod
+    def of(
+        cls,
+        sample: Sample,
+        figures: tuple[tuple[int, int, int, int], tuple[int, int, int, int]],
+        text: str,
+        status: str,
+        reason: str,
+        details: dict[str, int] | None = None,
+        revisions: list[dict[str, Any]] | None = None,
+        rollouts: int = 0,
+        generated: int = 0,
+    ) -> RevisedRow:
+        """The row of `sample` whose trace became `text`; `figures`: (tokens, steps, thoughts, switches) before and
+        after."""
+        before, after = figures
+        return cls(
+            sample.id,
+            sample.problem,
+            sample.gold,
+            parse(sample.response).format.name,
+            sample.response,
+            *before,
+            text,
+            *after,
+            revisions or [],
+            rollouts,
+            generated,
+            status,
+            reason,
+            with_response(sample, text),
+            details or {},
+        )
+
     @staticmethod
     def is_one(record: dict[str, Any]) -> bool:
         """Whether a record read from some file is a row of revised.jsonl."""
@@ -162,23 +196,7 @@ class Reviser:
         details: dict[str, int] | None = None,
     ) -> RevisedRow:
         after = self._stats(revised) if revised != sample.response else before
-        return RevisedRow(
-            sample.id,
-            sample.problem,
-            sample.gold,
-            parse(sample.response).format.name,
-            sample.response,
-            *before,
-            revised,
-            *after,
-            revisions,
-            rollouts,
-            generated,
-            status,
-            reason,
-            with_response(sample, revised),
-            details or {},
-        )
+        return RevisedRow.of(sample, (before, after), revised, status, reason, details, revisions, rollouts, generated)
 
 
 def field_map(config: ReviseConfig) -> FieldMap:
