@@ -1,5 +1,5 @@
 """`retrosearch cut`: first-correct-solution cuts (FCS, FCS+1) over a dataset of traces, no model needed. Rows are
-revise's (`revised.jsonl`, status `revised` where the trace was cut), so sft, report and export take either."""
+revise's (`revised.jsonl`, status `revised` where the trace was cut), so sft and report take either."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from retrosearch.answers import default_checker, extract_answer
+from retrosearch.answers import default_checker
 from retrosearch.config import at_least, option, overwrite_option
 from retrosearch.data.inputs import FieldMap, Sample, iter_samples, sample_ids
 from retrosearch.data.outputs import JsonlAppender, write_in_order
 from retrosearch.engines import resolve_model
 from retrosearch.engines.base import encode
 from retrosearch.runner import run_items
-from retrosearch.search.first_correct import CUT, first_correct_cut
+from retrosearch.search.first_correct import first_correct_cut
 from retrosearch.stages.folder import RunFolder
-from retrosearch.stages.revise import OUTPUT_FILE, RevisedRow, summarize
+from retrosearch.stages.revise import OUTPUT_FILE, RevisedRow, summarize, why_not_correct
 from retrosearch.stages.template import read_rows, run_once
-from retrosearch.trace import DEFAULT_KEYWORDS, KeywordMatcher, check_keywords, parse
+from retrosearch.trace import DEFAULT_KEYWORDS, KeywordMatcher, Trace, check_keywords, parse
 
 EXTRA_ROUNDS = {"first-correct": 0, "first-correct-plus-one": 1}
 CONCURRENCY = 8  # rows in flight: answer checks wait on their worker process, not on this one
@@ -67,33 +67,25 @@ class Cutter:
         stats = parse(text).stats(self.matcher)
         return len(encode(self.tokenizer, text)), stats.steps, stats.thoughts, stats.switches
 
-    def skip_reason(self, sample: Sample) -> str | None:
+    def skip_reason(self, trace: Trace, sample: Sample) -> str | None:
         """Why the trace is not cut; None: cut it."""
-        trace = parse(sample.response)
         if trace.format.close is None:
             return "no thinking markers"
-        if not trace.finished:
-            return "unfinished reasoning"
-        answer = extract_answer(trace.solution)
-        if answer is None:
-            return "no final answer"
-        verdict = self.checker.check(sample.gold, answer)
-        return None if verdict.correct else verdict.reason or "incorrect original answer"
+        return why_not_correct(trace, sample.gold, self.checker.check)
 
     def cut(self, sample: Sample) -> RevisedRow:
+        trace = parse(sample.response)
         before = self._stats(sample.response)
-        skip = self.skip_reason(sample)
+        skip = self.skip_reason(trace, sample)
         if skip is not None:
             return self._row(sample, before, sample.response, "skipped", skip, {})
-        result = first_correct_cut(
-            parse(sample.response), sample.gold or "", self.checker.is_correct, self.extra_rounds
-        )
+        result = first_correct_cut(trace, sample.gold or "", self.checker.is_correct, self.extra_rounds)
         details = {
             "rounds": result.rounds,
             "first_correct_round": result.first_correct_round,
             "kept_steps": result.kept_steps,
         }
-        status = "revised" if result.reason == CUT else "unchanged"
+        status = "revised" if result.cut else "unchanged"
         return self._row(sample, before, result.text, status, result.reason, details)
 
     async def __call__(self, sample: Sample) -> RevisedRow:

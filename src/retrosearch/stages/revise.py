@@ -168,14 +168,9 @@ class Reviser:
             prompt_tokens = self.engine.count_tokens(self.engine.chat_prompt(sample.problem))
             if prompt_tokens + tokens >= context:
                 return LONGER_THAN_CONTEXT, {"prompt_tokens": prompt_tokens, "trace_tokens": tokens, "context": context}
-        if not trace.finished:
-            return "unfinished reasoning", {}
-        answer = extract_answer(trace.solution)
-        if answer is None:
-            return "no final answer", {}
-        verdict = await asyncio.to_thread(self.check, sample.gold, answer)
-        if not verdict.correct:
-            return verdict.reason or "incorrect original answer", {}  # a check that timed out says so
+        unfit = await asyncio.to_thread(why_not_correct, trace, sample.gold, self.check)
+        if unfit is not None:
+            return unfit, {}
         limit = self.config.max_input_tokens
         if limit is not None and tokens > limit:
             return LONGER_THAN_LIMIT, {"trace_tokens": tokens, "max_input_tokens": limit}
@@ -197,6 +192,18 @@ class Reviser:
     ) -> RevisedRow:
         after = self._stats(revised) if revised != sample.response else before
         return RevisedRow.of(sample, (before, after), revised, status, reason, details, revisions, rollouts, generated)
+
+
+def why_not_correct(trace: Trace, gold: str | None, check: Callable[[str | None, str | None], Verdict]) -> str | None:
+    """Why a trace is no correct original to shorten (unfinished, no final answer, its answer not gold's: a check
+    that timed out says so); None when it is one."""
+    if not trace.finished:
+        return "unfinished reasoning"
+    answer = extract_answer(trace.solution)
+    if answer is None:
+        return "no final answer"
+    verdict = check(gold, answer)
+    return None if verdict.correct else verdict.reason or "incorrect original answer"
 
 
 def field_map(config: ReviseConfig) -> FieldMap:

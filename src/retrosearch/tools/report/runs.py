@@ -341,16 +341,16 @@ def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer 
         tables=[*tables, Table("Stages", ["stage", "seconds"], [[name, value] for name, value in seconds.items()])],
         plots=_model_plots(models),
     )
-    sections, viewers = [recipe], []
+    sections, searched, cut = [recipe], [], []
     titles = {"revise": "Retro-Search", "merge": "Retro-Search", "cut": "First-correct cut"}
     for name in results:  # every stage that changed traces, in the recipe's order
-        title = titles.get(command_of(folder / name) or "")
-        if title is not None:
-            section, viewer = revise_section(folder / name, max_rows, f"{title} (stage {name})")
+        command = command_of(folder / name) or ""
+        if command in titles:
+            section, viewer = revise_section(folder / name, max_rows, f"{titles[command]} (stage {name})")
             sections.append(section)
-            viewers.append((title != "Retro-Search", viewer))
+            (cut if command == "cut" else searched).append(viewer)
     # one trace viewer per page: the first Retro-Search stage's rows, else the first cut's
-    return sections, min(viewers, key=lambda found: found[0])[1] if viewers else None
+    return sections, next(iter(searched + cut), None)
 
 
 def _model_plots(models: dict[str, Any]) -> list[Plot]:
