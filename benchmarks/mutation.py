@@ -57,6 +57,8 @@ TARGETS = {
     "retrosearch.tools.report.runs": 0.85,
 }
 LINE = re.compile(r"^\s*(?P<name>\S+)__mutmut_\d+: (?P<status>.+)$")
+COMPLETED = re.compile(r"Completed (?P<name>\S+)__mutmut_\d+: exit=-?\d+ \((?P<seconds>[\d.]+)s\)")
+LOG = Path("mutants") / "mutmut-debug.log"  # where mutmut's fork server logs each mutant's wall time
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,17 @@ def results(folder: Path) -> dict[str, dict[str, list[str]]]:
     return by_module
 
 
-def table(group: str, by_module: dict[str, dict[str, list[str]]]) -> dict:
+def mutant_seconds(folder: Path) -> dict[str, float]:
+    """Wall seconds of the mutants the last run judged, summed per module, from the fork server's log."""
+    seconds: dict[str, float] = defaultdict(float)
+    log = folder / LOG
+    for text in sorted(log.parent.glob(log.name + "*")):  # the log rotates at 10 MB
+        for match in COMPLETED.finditer(text.read_text(encoding="utf-8", errors="replace")):
+            seconds[module_of(match["name"])] += float(match["seconds"])
+    return seconds
+
+
+def table(group: str, by_module: dict[str, dict[str, list[str]]], seconds: dict[str, float]) -> dict:
     modules = {}
     for module, statuses in sorted(by_module.items()):
         killed = len(statuses.get("killed", []))
@@ -272,6 +284,7 @@ def table(group: str, by_module: dict[str, dict[str, list[str]]]) -> dict:
             "killed_share": round(share, 3),
             "target": target_for(module),
             "target_met": share >= target_for(module),
+            "mutant_seconds_last_run": round(seconds.get(module, 0.0), 1),
             "survivors": survived,
         }
     return modules
@@ -296,6 +309,8 @@ def main() -> int:
     for name in chosen:
         folder = WORK / name
         if not args.report:
+            for old_log in (folder / LOG).parent.glob(LOG.name + "*"):
+                old_log.unlink()
             started = time.monotonic()
             subprocess.run(
                 [str(MUTMUT), "run"],
@@ -306,7 +321,7 @@ def main() -> int:
             )
             seconds[name] = round(time.monotonic() - started, 1)
         if (folder / "mutants").is_dir():
-            modules.update(table(name, results(folder)))
+            modules.update(table(name, results(folder), mutant_seconds(folder)))
     report = {
         "modules": modules,
         "all_targets_met": all(m["target_met"] for m in modules.values()),
