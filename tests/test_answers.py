@@ -260,3 +260,58 @@ def test_ctrl_c_while_a_worker_starts_neither_kills_it_nor_prints(capfd):
     assert worker.wait_until_ready(), "the worker died of a Ctrl-C sent while it started"
     worker.stop()
     assert "KeyboardInterrupt" not in capfd.readouterr().err
+
+
+def test_an_empty_answer_is_false_without_a_worker_and_plain_strips_only_its_own_marks():
+    checker = AnswerChecker(timeout_seconds=30)
+    for gold, predicted in (("", "7"), ("7", ""), ("$$", "7"), (None, "7"), ("7", None)):
+        assert checker.check(gold, predicted) == Verdict(False), (gold, predicted)
+    assert checker._started == 0  # decided before any worker: none was started
+    assert checker.check("X", "X") == Verdict(True) and checker._started == 0
+    assert (_plain("X"), _plain("AX."), _plain(" $5$ ")) == ("X", "AX", "5")
+
+
+class _SilentWorker:
+    """A worker whose start-up never finishes: no process, nothing ever said on its pipe."""
+
+    made = 0
+
+    def __init__(self) -> None:
+        type(self).made += 1
+
+    def wait_until_ready(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        pass
+
+
+def test_a_worker_that_does_not_start_is_a_reason_and_is_replaced(monkeypatch):
+    import retrosearch.answers as answers
+
+    monkeypatch.setattr(answers, "_Worker", _SilentWorker)
+    checker = AnswerChecker(workers=2)
+    assert (checker.timeout_seconds, checker.workers) == (5.0, 2)
+    assert AnswerChecker().workers == 1  # one worker unless asked for more
+    assert checker.check("\\frac{1}{2}", "0.5") == Verdict(False, "answer checker did not start")
+    assert _SilentWorker.made == 2 and checker._started == 1  # the one taken, and its replacement, idle
+    checker._take(), checker._take()  # the idle one, then a second of the two allowed
+    assert checker._started == 2 and _SilentWorker.made == 3
+
+
+def test_waiting_for_a_start_up_gives_up_after_its_limit(monkeypatch):
+    import multiprocessing
+
+    import retrosearch.answers as answers
+
+    monkeypatch.setattr(answers, "STARTUP_SECONDS", 0.05)
+    worker = answers._Worker.__new__(answers._Worker)  # its pipe alone: no process says ready on it
+    worker.connection, silent = multiprocessing.Pipe()
+    worker.ready = False
+    waited = []
+    waiting = threading.Thread(target=lambda: waited.append(worker.wait_until_ready()), daemon=True)
+    waiting.start()
+    waiting.join(timeout=5)
+    assert waited == [False]
+    silent.send(answers.READY)
+    assert worker.wait_until_ready() and worker.ready

@@ -53,6 +53,8 @@ def test_the_join_keeps_what_differs_after_the_marker():
     assert overlap("A: <think>\n", "<|begin_of_thought|>\nTry.") == 0  # another marker is no overlap
     assert overlap("A: <think>\nsomething", "<think>\nTry.") == 0  # a marker not at the end opens nothing
     assert stored("A: <think>\n", "<think>\nTry.") == "<think>\nTry."  # a model that opened it again: kept
+    assert stored("A: <think>\n", "\n<think>Try.") == "\n<think>Try."  # after whitespace, and without its newline
+    assert stored("A: <think>\n", "Try.") == "<think>\nTry."
 
 
 @pytest.mark.parametrize("before", ["\n", " ", "\n\n  "])

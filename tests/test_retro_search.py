@@ -386,6 +386,8 @@ def test_the_step_bound_skips_hopeless_switches_and_changes_nothing_but_work():
         (dict(gamma=0.0), r"^gamma must be in \(0, 1\)$"),
         (dict(length_unit="chars"), r"^length_unit must be 'steps' or 'tokens'$"),
         (dict(rollouts=0), r"^rollouts must be at least 1$"),
+        (dict(step_max_tokens=0), r"^--step-max-tokens must be at least 1 \(got 0\)$"),
+        (dict(lookahead=0), r"^--lookahead must be at least 1 \(got 0\)$"),
         (dict(partial=0.0), r"^partial must be in \(0, 1\]$"),
         (dict(partial=1.5), r"^partial must be in \(0, 1\]$"),
     ],

@@ -221,3 +221,18 @@ def test_rows_of_unlisted_ids_follow_in_the_order_of_their_last_rows(tmp_path):
     )
     write_in_order(path, [])
     assert lines(path) == [{"id": "y", "v": 1}, {"id": "x", "v": 2}]
+
+
+def test_each_items_work_runs_with_its_position_among_the_pending_items(tmp_path):
+    """Engines serve earlier items first by the position each request carries (WORK_POSITION)."""
+    from retrosearch.engines.base import WORK_POSITION
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"id": "a", "status": "ok"}) + "\n")  # done by an earlier run: no position
+
+    async def work(item: Item) -> dict:
+        await asyncio.sleep(item.delay)
+        return {"id": item.id, "position": WORK_POSITION.get()}
+
+    run([Item("a", 0.0), Item("b", 0.02), Item("c", 0.0), Item("d", 0.01)], path, concurrency=2, work=work)
+    assert {row["id"]: row.get("position") for row in lines(path)} == {"a": None, "b": 0, "c": 1, "d": 2}

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from retrosearch.data.inputs import read_samples
 from retrosearch.trace import (
     DEFAULT_KEYWORDS,
@@ -138,3 +140,13 @@ def test_case_decides_no_order_only_length_does():
     matcher = KeywordMatcher(("wait", "Wait again"))
     assert matcher.match("Wait again, x") == "Wait again"
     assert matcher.match("WAIT, x") == "wait"
+
+
+def test_an_empty_or_blank_keyword_list_is_refused_in_one_line():
+    from retrosearch.trace import check_keywords
+
+    for keywords in ([], ["Wait", "  "]):
+        with pytest.raises(ValueError) as error:
+            check_keywords(keywords)
+        assert str(error.value) == "--keywords takes one or more words (none may be blank)"
+    check_keywords(["Wait"])
