@@ -315,3 +315,22 @@ def test_waiting_for_a_start_up_gives_up_after_its_limit(monkeypatch):
     assert waited == [False]
     silent.send(answers.READY)
     assert worker.wait_until_ready() and worker.ready
+
+
+def test_a_later_worker_start_leaves_the_earlier_workers_alive():
+    """A worker dies with the thread that started it (the kernel's death signal follows the thread): all are
+    started from one thread that lives as long as the process, so starting another never ends an earlier one."""
+    import gc
+
+    checker = AnswerChecker(timeout_seconds=30, workers=2)
+    first = checker._take()
+    assert first.wait_until_ready()  # its death signal is set up by now
+    second = checker._take()
+    gc.collect()
+    assert second.wait_until_ready()
+    time.sleep(0.2)
+    assert first.process.is_alive() and second.process.is_alive()
+    for worker in (first, second):
+        checker._idle.put(worker)
+    assert checker.is_correct("\\frac{1}{2}", "0.5") and checker.is_correct("\\frac{1}{2}", "0.5")
+    checker.close()
