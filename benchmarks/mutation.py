@@ -59,12 +59,17 @@ TARGETS = {
 LINE = re.compile(r"^\s*(?P<name>\S+)__mutmut_\d+: (?P<status>.+)$")
 COMPLETED = re.compile(r"Completed (?P<name>\S+)__mutmut_\d+: exit=-?\d+ \((?P<seconds>[\d.]+)s\)")
 LOG = Path("mutants") / "mutmut-debug.log"  # where mutmut's fork server logs each mutant's wall time
+TOO_SLOW = Path("mutants") / "mutants-too-slow.log"  # mutants a test failed by its time limit (tests/conftest.py)
 
 
 @dataclass(frozen=True)
 class Group:
     modules: tuple[str, ...]
     tests: tuple[str, ...]
+    # lines whose surviving mutants were each reviewed as equivalent (docs/testing.md) and that cost the most to
+    # judge again (a survivor runs every test that reaches its function): mutmut leaves them unmutated. Each is a
+    # regular expression that must match exactly one line of the group's modules.
+    equivalent_lines: tuple[str, ...] = ()
 
 
 GROUPS = {
@@ -95,6 +100,37 @@ GROUPS = {
             "tests/test_metrics.py",
             "tests/test_seeds.py",
             "tests/test_evaluate.py",
+        ),
+        equivalent_lines=(
+            # the answer checker's worker plumbing (each survivor 25-37 s: the tests that reach it start workers):
+            # the starter pool's size and thread name, the start method, workers as daemons or not, a start-up flag
+            # of None for False, the join timeout after a kill, the checker's pid as None (one extra reset)
+            r"_starter = \(os\.getpid\(\), ThreadPoolExecutor\(max_workers=1, thread_name_prefix=",
+            r'context = multiprocessing\.get_context\("spawn"\)',
+            r"self\.process = context\.Process\(target=_serve, args=\(child, os\.getpid\(\)\), daemon=True\)",
+            r"^        self\.ready = False$",
+            r"self\.process\.join\(timeout=5\)",
+            r"^        self\._pid = os\.getpid\(\)$",
+            # math-verify's logger's name; its own timeouts left on (the worker's deadline is the one relied on);
+            # the $...$ wrapping condition (math-verify parses $$x$$, $x$ and \boxed{x} alike): 8-12 s each
+            r'logging\.getLogger\("math_verify"\)\.setLevel',
+            r'return answer if "\$" in answer or "\\\\boxed" in answer else',
+            r"gold_parsed = parse\(wrap\(gold\), parsing_timeout=None\)",
+            r"predicted_parsed = parse\(wrap\(predicted\), parsing_timeout=None\)",
+            r"return bool\(verify\(gold_parsed, predicted_parsed, timeout_seconds=None\)\)",
+            # the runner: Task.cancelling's fallback for Python 3.10, the progress bar's refresh, the callback that
+            # only frees finished tasks' memory (12-17 s each)
+            r'getattr\(task, "cancelling", lambda: 1\)',
+            r"progress\.set_postfix\(postfix\(\), refresh=False\)",
+            r"task\.add_done_callback\(running\.discard\)",
+            # the byte order int.from_bytes takes by default since Python 3.11 (18 s)
+            r'return int\.from_bytes\(digest\[:8\], "big"\) >> 1',
+            # another anchor text, with special tokens, or always stripped: every tokenizer decodes anchor + token
+            # starting with the anchor's own text (8-10 s each)
+            r'anchor = tokenizer\("a", add_special_tokens=False\)',
+            r"texts\.append\(joined\[len\(anchor_text\) :\] if joined\.startswith\(anchor_text\) else joined\)",
+            # None for False (both falsy), 15 s
+            r"^        require_gold=False,$",
         ),
     ),
     "engine": Group(
@@ -209,6 +245,21 @@ def toml_table(name: str, settings: dict) -> list[str]:
     ]
 
 
+def check_equivalent_lines(name: str, group: Group) -> None:
+    """Each reviewed line's pattern matches exactly one line of the group's modules: one that matched none or
+    several after a change would leave other code unmutated, unnoticed."""
+    lines = [
+        line
+        for pattern in group.modules
+        for path in sorted(ROOT.glob(pattern))
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    for pattern in group.equivalent_lines:
+        found = sum(bool(re.search(pattern, line)) for line in lines)
+        if found != 1:
+            sys.exit(f"benchmarks/mutation.py: group {name!r}: {pattern!r} matches {found} lines, not 1: update it")
+
+
 def prepare(name: str, group: Group) -> Path:
     """The group's folder: the project's code and tests by link, and a pyproject.toml of its own."""
     folder = WORK / name
@@ -218,10 +269,12 @@ def prepare(name: str, group: Group) -> Path:
         if not link.is_symlink():
             link.symlink_to(ROOT / entry, target_is_directory=True)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    check_equivalent_lines(name, group)
     mutmut = {
         **project["tool"]["mutmut"],
         "only_mutate": group.modules,
         "pytest_add_cli_args_test_selection": group.tests,
+        "do_not_mutate_patterns": group.equivalent_lines,
     }
     lines = [
         f"# written by benchmarks/mutation.py for the group {name!r}; edit GROUPS there",
@@ -266,7 +319,19 @@ def mutant_seconds(folder: Path) -> dict[str, float]:
     return seconds
 
 
-def table(group: str, by_module: dict[str, dict[str, list[str]]], seconds: dict[str, float]) -> dict:
+def too_slow(folder: Path) -> dict[str, set[str]]:
+    """The mutants of the last run that a test failed by its time limit, per module."""
+    mutants: dict[str, set[str]] = defaultdict(set)
+    if (folder / TOO_SLOW).exists():
+        for line in (folder / TOO_SLOW).read_text(encoding="utf-8").splitlines():
+            mutant = line.split()[0]
+            mutants[module_of(mutant.split("__mutmut_")[0])].add(mutant)
+    return mutants
+
+
+def table(
+    group: str, by_module: dict[str, dict[str, list[str]]], seconds: dict[str, float], slow: dict[str, set[str]]
+) -> dict:
     modules = {}
     for module, statuses in sorted(by_module.items()):
         killed = len(statuses.get("killed", []))
@@ -285,6 +350,7 @@ def table(group: str, by_module: dict[str, dict[str, list[str]]], seconds: dict[
             "target": target_for(module),
             "target_met": share >= target_for(module),
             "mutant_seconds_last_run": round(seconds.get(module, 0.0), 1),
+            "killed_by_a_tests_time_limit_last_run": len(slow.get(module, ())),
             "survivors": survived,
         }
     return modules
@@ -309,8 +375,8 @@ def main() -> int:
     for name in chosen:
         folder = WORK / name
         if not args.report:
-            for old_log in (folder / LOG).parent.glob(LOG.name + "*"):
-                old_log.unlink()
+            for old_log in [*(folder / LOG).parent.glob(LOG.name + "*"), folder / TOO_SLOW]:
+                old_log.unlink(missing_ok=True)
             started = time.monotonic()
             subprocess.run(
                 [str(MUTMUT), "run"],
@@ -321,7 +387,7 @@ def main() -> int:
             )
             seconds[name] = round(time.monotonic() - started, 1)
         if (folder / "mutants").is_dir():
-            modules.update(table(name, results(folder), mutant_seconds(folder)))
+            modules.update(table(name, results(folder), mutant_seconds(folder), too_slow(folder)))
     report = {
         "modules": modules,
         "all_targets_met": all(m["target_met"] for m in modules.values()),

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import tqdm
 
+pytest_plugins = ("pytester",)  # tests/test_mutation_order.py runs pytest sessions of its own
+
 # mutmut forks a test process per mutant: tqdm's default lock is shared between processes (a child that
 # dies holding it hangs every later one) and its monitor thread may hold it at the fork; use neither
 tqdm.tqdm.monitor_interval = 0
@@ -63,22 +65,69 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     import retrosearch
 
-    for module in pkgutil.walk_packages(retrosearch.__path__, "retrosearch."):
+    # the libraries the package imports only where used (a test's first import of trl would count in its time)
+    libraries = ["trl", "peft", "datasets", "math_verify"]
+    modules = [module.name for module in pkgutil.walk_packages(retrosearch.__path__, "retrosearch.")]
+    for name in [*libraries, *modules]:
         try:
-            importlib.import_module(module.name)
+            importlib.import_module(name)
         except ImportError:  # an extra this environment lacks (vllm): a test needing it imports it itself
             continue
     gc.freeze()
 
 
+# Under mutmut, a test that runs this many times its recorded time (and at least MUTANT_MIN_SECONDS) fails: a
+# mutant that hangs an engine then fails its first test in seconds instead of holding its process until mutmut's
+# own limit, twice the time of every test that reaches the mutated function.
+MUTANT_SLOWDOWN = 5.0
+MUTANT_MIN_SECONDS = 20.0
+TOO_SLOW_LOG = "mutants-too-slow.log"  # in mutants/: one line per mutant failed this way, to review
+
+
+class MutantTooSlow(Exception):
+    """A test ran far past its recorded time under a mutant: the mutant hangs or loops (counted as killed)."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under mutmut, a mutant's process stops at its first failing test (-x): run the fastest tests first, so a
-    killed mutant seldom waits on a slow test that a fast one would have failed before."""
+    killed mutant seldom waits on a slow test that a fast one would have failed before; and give each test a time
+    limit from its recorded time."""
     if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
         return
     stats = Path("mutmut-stats.json")  # mutmut runs each mutant's tests from its mutants/ folder
     if stats.exists():
-        items[:] = fastest_first(items, json.loads(stats.read_text())["duration_by_test"])
+        seconds = json.loads(stats.read_text())["duration_by_test"]
+        items[:] = fastest_first(items, seconds)
+        for item in items:
+            if item.nodeid in seconds:
+                item.stash[TIME_LIMIT] = max(MUTANT_MIN_SECONDS, MUTANT_SLOWDOWN * seconds[item.nodeid])
+
+
+TIME_LIMIT = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """A test's time limit (set under mutmut only), by an alarm whose handler raises in the test's own thread."""
+    limit = item.stash.get(TIME_LIMIT, None)
+    if limit is None:
+        yield
+        return
+    import signal
+
+    def expire(signum, frame):
+        mutant = os.environ["MUTANT_UNDER_TEST"]
+        with open(TOO_SLOW_LOG, "a", encoding="utf-8") as log:
+            log.write(f"{mutant} {item.nodeid} {limit:.1f}\n")
+        raise MutantTooSlow(f"{item.nodeid} ran past {limit:.1f} s under a mutant")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def fastest_first(items: list[pytest.Item], seconds: dict[str, float]) -> list[pytest.Item]:

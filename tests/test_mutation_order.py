@@ -1,6 +1,9 @@
 """The order a mutant's tests run in under mutmut (tests/conftest.py): fastest first, shared fixture values kept
 together."""
 
+import json
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 from conftest import fastest_first
@@ -37,3 +40,37 @@ def test_tests_of_one_session_fixture_value_stay_together_ordered_by_their_faste
     ordered = [item.nodeid for item in fastest_first(items, seconds)]
     # a function-scoped parameter is set up per test anyway: "plain" is its own group, not engine b's
     assert ordered == ["b-fast", "b-slow", "a-fast", "a-slow", "plain"]
+
+
+def test_under_a_mutant_a_test_far_past_its_recorded_time_fails_and_others_run_as_ever(pytester, monkeypatch):
+    source = (Path(__file__).with_name("conftest.py")).read_text()
+    pytester.makeconftest(source.replace("MUTANT_MIN_SECONDS = 20.0", "MUTANT_MIN_SECONDS = 0.5"))
+    pytester.makepyfile(
+        test_hang="""
+        import time
+
+        def test_hangs():
+            time.sleep(30)
+
+        def test_quick():
+            time.sleep(0.8)  # past the least limit, within five times its own record
+
+        def test_unrecorded():
+            time.sleep(0.6)
+        """
+    )
+    recorded = {"test_hang.py::test_hangs": 0.01, "test_hang.py::test_quick": 1.0}
+    (pytester.path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": recorded}))
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "retrosearch.x_f__mutmut_1")
+    started = time.monotonic()
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert time.monotonic() - started < 10
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*MutantTooSlow: test_hang.py::test_hangs ran past 0.5 s under a mutant*"])
+    too_slow = (pytester.path / "mutants-too-slow.log").read_text()
+    assert too_slow == "retrosearch.x_f__mutmut_1 test_hang.py::test_hangs 0.5\n"  # to review which mutants
+    monkeypatch.delenv("MUTANT_UNDER_TEST")  # not under mutmut: no limit, whatever is recorded
+    recorded["test_hang.py::test_quick"] = 0.0001
+    (pytester.path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": recorded}))
+    pytester.makepyfile(test_hang="import time\n\ndef test_quick():\n    time.sleep(0.7)\n")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
