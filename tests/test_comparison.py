@@ -275,6 +275,9 @@ def test_each_models_data_cost_sums_the_stages_that_made_its_data(tmp_path):
     headers, rows = seed_rows(over)
     assert headers[-2:] == ["data cost: generated tokens", "data cost: seconds"]
     assert rows[1][-2:] == ["1100 ± 141", "39.6 ± 6.9"]
+    # a revise killed and resumed: every run's seconds, not only the last one's
+    resumed = {**results, "revise": {"generated_tokens": 1200, "wall_seconds": 3.0, "wall_seconds_all_runs": 30.25}}
+    assert comparison_of(recipe, plan(recipe), resumed)["models"]["eval-revised"]["data_cost"]["seconds"] == 34.8
     plain = comparison_of(load_recipe(str(_written(tmp_path, RECIPE))), plan(recipe), results)
     assert all("data_cost" not in model for model in plain["models"].values())
     assert "data cost" not in " ".join(table_rows(plain)[0])

@@ -97,6 +97,7 @@ REVISE_SUMMARY = {
     "skipped": {"original answer wrong": 1, "no final answer": 2},
     "errors": 1,
     "wall_seconds": 12.5,
+    "wall_seconds_all_runs": 40.0,
     "resumed_samples": 0,
 }
 
@@ -113,6 +114,7 @@ def test_a_revise_run_gives_its_figures_tables_plot_inputs_and_settings(tmp_path
         "started": "2026-01-01T00:00:00+00:00",
         "finished": "2026-01-01T00:01:00+00:00",
         "wall seconds (this run)": 12.5,
+        "wall seconds (all runs)": 40.0,
         "rows resumed from an earlier run": 0,
         "versions": "python 3.11.9, torch 2.13.0",
     }

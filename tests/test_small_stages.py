@@ -31,6 +31,7 @@ def test_the_teacher_writes_one_trace_per_problem_of_its_split_and_seed_with_its
         "traces": 5,
         "output": str(tmp_path / "t" / "traces.jsonl"),
         "wall_seconds": summary["wall_seconds"],
+        "wall_seconds_all_runs": summary["wall_seconds"],
     }
     written = rows(tmp_path / "t" / "traces.jsonl")
     problems = sample_problems("test", 5, 3)
@@ -82,7 +83,13 @@ def test_select_names_a_missing_input_and_its_summary_names_its_traces(tmp_path)
     source.write_text(json.dumps(SAMPLE) + "\n")
     summary = select(SelectConfig(input=str(source), output=str(tmp_path / "s")), quiet=True)
     traces = str(tmp_path / "s" / "traces.jsonl")
-    assert summary == {"problems_with_a_correct_trace": 1, "traces": traces, "wall_seconds": summary["wall_seconds"]}
+    seconds = summary["wall_seconds"]
+    assert summary == {
+        "problems_with_a_correct_trace": 1,
+        "traces": traces,
+        "wall_seconds": seconds,
+        "wall_seconds_all_runs": seconds,
+    }
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert set(manifest["input_fingerprints"]) == {"input"}  # a changed samples file is another run
 

@@ -155,3 +155,77 @@ def test_a_stage_shows_its_summary_its_own_way_when_it_has_one(tmp_path, monkeyp
     assert [entry["n"] for entry in shown] == [1] and "retrosearch work" not in capsys.readouterr().out
     run_once("work", folder, (Work(str(folder)),), False, lambda run: {"n": 1})
     assert "retrosearch work —" in capsys.readouterr().out  # the stage's figures, under its name and folder
+
+
+def _as_if_killed(folder, seconds: float) -> None:
+    """Make a finished run folder look like a run killed `seconds` after it started: no time of its own in the
+    manifest, and its last write that long after its start."""
+    import os
+    from datetime import datetime, timezone
+
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["wall_seconds"]
+    manifest["finished"] = None
+    started = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+    manifest["started"] = datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds")
+    manifest_path.write_text(json.dumps(manifest))
+    for path in folder.rglob("*"):
+        os.utime(path, (started + seconds / 2, started + seconds / 2))
+    os.utime(folder / "summary.json", (started + seconds, started + seconds))  # the last write
+
+
+def test_a_resumed_row_stage_counts_the_seconds_of_the_run_that_was_killed(tmp_path):
+    from scripted import Script, ScriptedEngine
+
+    from retrosearch.engines import EngineConfig
+    from retrosearch.stages.generate import GenerateConfig, generate
+
+    engine = ScriptedEngine(Script().otherwise("<think>\nso 4\n</think>\n\n\\boxed{4}"))
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"problem": f"{n} + 2 ?", "answer": "4"}) + "\n" for n in range(3)))
+    folder = tmp_path / "run"
+
+    def run() -> dict:
+        config = GenerateConfig(problems=str(problems), output=str(folder), samples=2)
+        return generate(config, EngineConfig(model="scripted"), engine=engine, quiet=True)
+
+    first = run()
+    assert first["wall_seconds_all_runs"] == first["wall_seconds"]  # the folder's first run
+    _as_if_killed(folder, 100.0)
+    second = run()
+    assert second["wall_seconds_all_runs"] == pytest.approx(100.0 + second["wall_seconds"])
+    assert json.loads((folder / "manifest.json").read_text())["earlier_runs_seconds"] == 100.0
+    third = run()  # after a run that finished: its own time, not its files', and every run before it
+    assert third["wall_seconds_all_runs"] == pytest.approx(100.0 + second["wall_seconds"] + third["wall_seconds"])
+    config = GenerateConfig(problems=str(problems), output=str(folder), samples=2, overwrite=True)
+    anew = generate(config, EngineConfig(model="scripted"), engine=engine, quiet=True)
+    assert anew["wall_seconds_all_runs"] == anew["wall_seconds"]  # --overwrite starts the count again
+
+
+def test_a_stage_worked_on_again_counts_the_time_of_the_run_that_stopped_early(tmp_path, monkeypatch):
+    import os
+    from datetime import datetime
+
+    from retrosearch.stages import registry
+
+    monkeypatch.setitem(
+        registry.COMMANDS,
+        "work",
+        registry.Command("work", ("work",), "stage", f"{__name__}:Work", (f"{__name__}:Work",), "a test stage"),
+    )
+    folder, calls = tmp_path / "run", []
+
+    def work(run):
+        calls.append(1)
+        return {"stopped_early": len(calls) < 2}
+
+    first = run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    started = datetime.fromisoformat(manifest["started"]).timestamp()
+    os.utime(folder / "summary.json", (started + 30.0, started + 30.0))  # the stopped run's last write
+    second = run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)
+    assert first["stopped_early"] and not second["stopped_early"]
+    assert second["wall_seconds_all_runs"] == pytest.approx(30.0 + second["wall_seconds"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["earlier_runs_seconds"] == 30.0 and manifest["wall_seconds"] == second["wall_seconds"]

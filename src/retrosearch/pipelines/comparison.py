@@ -37,12 +37,16 @@ def trained_on(model: str, outputs: dict[str, str], results: dict[str, dict[str,
 
 
 def data_cost(stages: list[str], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What the model work of `stages` cost: the tokens their models generated and the wall seconds of their last
-    run. A row stage (generate, revise) that a rerun resumed reports only the resumed run's seconds; its tokens count
-    every row."""
+    """What the model work of `stages` cost: the tokens their models generated and the wall seconds of all their
+    runs (a stage killed and resumed counts the killed run up to its last write too). A summary written before
+    retrosearch counted all runs holds only its last run's seconds, which is what it counts then."""
+
+    def seconds(result: dict[str, Any]) -> float:
+        return float(result.get("wall_seconds_all_runs", result.get("wall_seconds")) or 0.0)
+
     return {
         "generated_tokens": sum(int(results[name].get("generated_tokens") or 0) for name in stages),
-        "seconds": round(sum(float(results[name].get("wall_seconds") or 0.0) for name in stages), 1),
+        "seconds": round(sum(seconds(results[name]) for name in stages), 1),
     }
 
 

@@ -86,6 +86,7 @@ class RunFolder:
     payload: dict[str, Any]
     digest: str
     inputs: dict[str, str]  # fingerprints of the local inputs the results depend on
+    earlier_seconds: float = 0.0  # wall seconds of the runs in this folder before this one
 
     def write_manifest(self, facts: dict[str, Any]) -> None:
         write_json(
@@ -95,6 +96,7 @@ class RunFolder:
                 "config_hash": self.digest,
                 "input_fingerprints": self.inputs,
                 "versions": versions(),
+                "earlier_runs_seconds": round(self.earlier_seconds, 1),
                 **facts,
             },
         )
@@ -143,6 +145,7 @@ def open_run(
         )
     _refuse_inputs_inside(output, payload)
     output.mkdir(parents=True, exist_ok=True)
+    earlier = 0.0
     with hold(output):
         if overwrite:
             _empty(output)
@@ -159,8 +162,22 @@ def open_run(
                     f"{output} holds a run with other {_differences(previous, resolved, inputs, resume_keys)}; "
                     "pass --overwrite to start again or choose a new --output"
                 )
+            earlier = seconds_so_far(output, previous)
         with recording(output):
-            yield RunFolder(output, payload, digest, inputs)
+            yield RunFolder(output, payload, digest, inputs, earlier)
+
+
+def seconds_so_far(output: Path, manifest: dict[str, Any]) -> float:
+    """The wall seconds of every run the folder has seen: the last one's own, or for one that was killed (its
+    manifest has no time of its own), from its start to the last file it wrote; plus those of the runs before it."""
+    earlier = float(manifest.get("earlier_runs_seconds") or 0.0)
+    if manifest.get("wall_seconds") is not None:
+        return earlier + float(manifest["wall_seconds"])
+    if not manifest.get("started"):
+        return earlier
+    started = datetime.fromisoformat(manifest["started"]).timestamp()
+    last_write = max(path.stat().st_mtime for path in output.rglob("*") if path.name != LOCK)
+    return earlier + max(0.0, last_write - started)
 
 
 def _refuse_inputs_inside(output: Path, payload: dict[str, Any]) -> None:

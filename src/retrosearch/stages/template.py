@@ -80,9 +80,11 @@ def run_rows(stage: RowStage[Row], executor: Executor, quiet: bool = False) -> d
         rows = list(read_rows(path, stage.row_type, set(stage.ids)))
         if stage.finish is not None:
             stage.finish(rows)
+        seconds = time.monotonic() - started
         summary = {
             **stage.summarize(rows),
-            "wall_seconds": time.monotonic() - started,
+            "wall_seconds": seconds,
+            "wall_seconds_all_runs": run.earlier_seconds + seconds,
             "resumed_samples": stats.skipped_existing,
             "replicas_used": stats.replicas_used,
             **{f"engine_{name}": count - telemetry_before.get(name, 0) for name, count in executor.telemetry().items()},
@@ -137,7 +139,8 @@ def run_once(
             before = {child.name for child in folder.iterdir()}
             run.write_manifest({**facts, "finished": None})
             try:
-                done = {**work(run), "wall_seconds": time.monotonic() - started}
+                seconds = time.monotonic() - started
+                done = {**work(run), "wall_seconds": seconds, "wall_seconds_all_runs": run.earlier_seconds + seconds}
             except BaseException:
                 if {child.name for child in folder.iterdir()} <= {LOCK, MANIFEST, LEDGER}:
                     (folder / MANIFEST).unlink()  # a run that made nothing binds the folder to nothing

@@ -119,6 +119,7 @@ def _facts(manifest: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         "started": manifest.get("started"),
         "finished": manifest.get("finished"),
         "wall seconds (this run)": summary.get("wall_seconds"),
+        "wall seconds (all runs)": summary.get("wall_seconds_all_runs"),
         "rows resumed from an earlier run": summary.get("resumed_samples"),
         "versions": ", ".join(f"{name} {version}" for name, version in versions.items() if version),
     }
