@@ -100,6 +100,11 @@ GROUPS = {
             "tests/test_metrics.py",
             "tests/test_seeds.py",
             "tests/test_evaluate.py",
+            "tests/test_cut.py",
+            # 14 s: the cut over the 570 real traces; the hand-made rounds and the property test pin the algorithm
+            "--deselect=tests/test_cut.py::test_on_the_real_traces_every_cut_keeps_a_correct_final_answer_and_is_shorter",
+            # 4.5 s: the stage's command line in every layout (the stages group's); the algorithm's tests pin the cut
+            "--deselect=tests/test_cut.py::test_cut_on_the_command_line_writes_revise_rows_in_each_inputs_own_layout",
         ),
         equivalent_lines=(
             # the answer checker's worker plumbing (each survivor 25-37 s: the tests that reach it start workers):
@@ -191,6 +196,7 @@ GROUPS = {
             "src/retrosearch/stages/teacher.py",
             "src/retrosearch/stages/template.py",
             "src/retrosearch/stages/organism_train.py",
+            "src/retrosearch/stages/cut.py",
         ),
         tests=(
             "tests/test_stage_template.py",
@@ -205,6 +211,8 @@ GROUPS = {
             "tests/test_sft.py",
             "tests/test_data.py",
             "tests/test_architecture.py",
+            "tests/test_cut.py",
+            "--deselect=tests/test_cut.py::test_on_the_real_traces_every_cut_keeps_a_correct_final_answer_and_is_shorter",
             # 2 s each: static checks over the source files (imports, layers, writers), not what a stage does
             "--deselect=tests/test_architecture.py::test_the_import_graph_has_no_cycles",
             "--deselect=tests/test_architecture.py::test_layers_stay_apart",

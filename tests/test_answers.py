@@ -290,12 +290,15 @@ def test_a_worker_that_does_not_start_is_a_reason_and_is_replaced(monkeypatch):
     import retrosearch.answers as answers
 
     monkeypatch.setattr(answers, "_Worker", _SilentWorker)
+    monkeypatch.setattr(_SilentWorker, "made", 0)
     checker = AnswerChecker(workers=2)
     assert (checker.timeout_seconds, checker.workers) == (5.0, 2)
     assert AnswerChecker().workers == 1  # one worker unless asked for more
     assert checker.check("\\frac{1}{2}", "0.5") == Verdict(False, "answer checker did not start")
     assert _SilentWorker.made == 2 and checker._started == 1  # the one taken, and its replacement, idle
-    checker._take(), checker._take()  # the idle one, then a second of the two allowed
+    (idle,) = list(checker._idle.queue)
+    assert checker._take() is idle and _SilentWorker.made == 2  # an idle worker first, though one more is allowed
+    checker._take()  # none idle: the second of the two allowed
     assert checker._started == 2 and _SilentWorker.made == 3
 
 

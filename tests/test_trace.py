@@ -150,3 +150,11 @@ def test_an_empty_or_blank_keyword_list_is_refused_in_one_line():
             check_keywords(keywords)
         assert str(error.value) == "--keywords takes one or more words (none may be blank)"
     check_keywords(["Wait"])
+
+
+def test_a_keyword_ending_in_an_unspaced_script_opens_a_step_whatever_follows():
+    from retrosearch.text import opens_with
+
+    assert opens_with("ab等x", "ab等")  # its last character is CJK: what follows never continues the word
+    assert not opens_with("ab等x", "ab") and not opens_with("a等bx", "a等b")  # a Latin last character: it goes on
+    assert not opens_with("ab\x01c", "ab\x01")  # a character without a Unicode name is in no unspaced script
