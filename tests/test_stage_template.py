@@ -22,6 +22,15 @@ class Work:
     overwrite: bool = overwrite_option()
 
 
+@pytest.fixture
+def work_command(monkeypatch):
+    """`work`, a stage of this file's Work config, known to the registry (a manifest's command line needs it)."""
+    from retrosearch.stages import registry
+
+    command = registry.Command("work", ("work",), "stage", f"{__name__}:Work", (f"{__name__}:Work",), "a test stage")
+    monkeypatch.setitem(registry.COMMANDS, "work", command)
+
+
 def test_speed_only_is_declared_per_field_not_by_name():
     assert {"batch_size", "device", "prefix_cache_mb", "gpu_memory_utilization"} <= set(speed_only(EngineConfig))
     assert speed_only(RetroSearchConfig) == ("lookahead",)
@@ -29,14 +38,7 @@ def test_speed_only_is_declared_per_field_not_by_name():
     assert speed_only(Work(threads=4)) == ("threads", "overwrite")
 
 
-def test_a_run_resumes_under_other_speed_settings_and_refuses_other_results_settings(tmp_path, monkeypatch):
-    from retrosearch.stages import registry
-
-    monkeypatch.setitem(
-        registry.COMMANDS,
-        "work",
-        registry.Command("work", ("work",), "stage", f"{__name__}:Work", (f"{__name__}:Work",), "a test stage"),
-    )
+def test_a_run_resumes_under_other_speed_settings_and_refuses_other_results_settings(tmp_path, work_command):
     folder = tmp_path / "run"
     calls = []
 
@@ -117,14 +119,7 @@ def test_a_row_stage_says_unfinished_while_it_works_and_counts_only_its_own_engi
     assert 0 <= second["wall_seconds"] < 60
 
 
-def test_a_stage_that_stopped_early_is_worked_on_again_and_says_so_meanwhile(tmp_path, monkeypatch, capsys):
-    from retrosearch.stages import registry
-
-    monkeypatch.setitem(
-        registry.COMMANDS,
-        "work",
-        registry.Command("work", ("work",), "stage", f"{__name__}:Work", (f"{__name__}:Work",), "a test stage"),
-    )
+def test_a_stage_that_stopped_early_is_worked_on_again_and_says_so_meanwhile(tmp_path, work_command, capsys):
     folder, calls = tmp_path / "run", []
 
     def work(run):
@@ -141,14 +136,7 @@ def test_a_stage_that_stopped_early_is_worked_on_again_and_says_so_meanwhile(tmp
     assert run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)["n"] == 2  # finished: returned
 
 
-def test_a_stage_shows_its_summary_its_own_way_when_it_has_one(tmp_path, monkeypatch, capsys):
-    from retrosearch.stages import registry
-
-    monkeypatch.setitem(
-        registry.COMMANDS,
-        "work",
-        registry.Command("work", ("work",), "stage", f"{__name__}:Work", (f"{__name__}:Work",), "a test stage"),
-    )
+def test_a_stage_shows_its_summary_its_own_way_when_it_has_one(tmp_path, work_command, capsys):
     shown = []
     folder = tmp_path / "run"
     run_once("work", folder, (Work(str(folder)),), False, lambda run: {"n": 1}, show=shown.append)
@@ -203,17 +191,10 @@ def test_a_resumed_row_stage_counts_the_seconds_of_the_run_that_was_killed(tmp_p
     assert anew["wall_seconds_all_runs"] == anew["wall_seconds"]  # --overwrite starts the count again
 
 
-def test_a_stage_worked_on_again_counts_the_time_of_the_run_that_stopped_early(tmp_path, monkeypatch):
+def test_a_stage_worked_on_again_counts_the_time_of_the_run_that_stopped_early(tmp_path, work_command):
     import os
     from datetime import datetime
 
-    from retrosearch.stages import registry
-
-    monkeypatch.setitem(
-        registry.COMMANDS,
-        "work",
-        registry.Command("work", ("work",), "stage", f"{__name__}:Work", (f"{__name__}:Work",), "a test stage"),
-    )
     folder, calls = tmp_path / "run", []
 
     def work(run):
