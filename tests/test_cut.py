@@ -52,7 +52,8 @@ def test_plus_one_keeps_the_next_round_and_nothing_after_it():
 
 def test_nothing_is_cut_where_no_round_follows_the_rounds_kept():
     last_round = think("Compute.", "So \\boxed{12}.")
-    assert first_correct_cut(parse(last_round), "12", equal).reason == NOTHING_AFTER
+    result = first_correct_cut(parse(last_round), "12", equal)
+    assert (result.reason, result.rounds, result.first_correct_round, result.kept_steps) == (NOTHING_AFTER, 1, 1, 2)
     trailing_blank = think("So \\boxed{12}.", "", solution="\n\n</think>\n\n\\boxed{12}")
     assert first_correct_cut(parse(trailing_blank), "12", equal).reason == NOTHING_AFTER
     one_round = think("Compute.", "So \\boxed{12}.", "Wait, recheck.")
@@ -64,6 +65,7 @@ def test_an_answer_stated_only_in_the_solution_leaves_the_trace_as_it_was():
     trace = think("Area is 3 times 4.", "Wait, that is 12.")
     result = first_correct_cut(parse(trace), "12", equal)
     assert (result.text, result.reason, result.rounds, result.first_correct_round) == (trace, NO_CORRECT_ROUND, 0, 0)
+    assert result.kept_steps == 2  # all of them
 
 
 def test_the_trace_keeps_its_own_markers_spacing_and_solution():
