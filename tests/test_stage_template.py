@@ -2,6 +2,7 @@
 command and a command line that reproduces the run."""
 
 import json
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -199,6 +200,7 @@ def test_a_stage_worked_on_again_counts_the_time_of_the_run_that_stopped_early(t
 
     def work(run):
         calls.append(1)
+        time.sleep(0.2)
         return {"stopped_early": len(calls) < 2}
 
     first = run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)
@@ -207,6 +209,7 @@ def test_a_stage_worked_on_again_counts_the_time_of_the_run_that_stopped_early(t
     os.utime(folder / "summary.json", (started + 30.0, started + 30.0))  # the stopped run's last write
     second = run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)
     assert first["stopped_early"] and not second["stopped_early"]
+    assert first["wall_seconds"] >= 0.2 and second["wall_seconds"] >= 0.2  # the work's own time counts
     assert second["wall_seconds_all_runs"] == pytest.approx(30.0 + second["wall_seconds"])
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["earlier_runs_seconds"] == 30.0 and manifest["wall_seconds"] == second["wall_seconds"]

@@ -139,8 +139,9 @@ def run_once(
             before = {child.name for child in folder.iterdir()}
             run.write_manifest({**facts, "finished": None})
             try:
+                done = work(run)
                 seconds = time.monotonic() - started
-                done = {**work(run), "wall_seconds": seconds, "wall_seconds_all_runs": run.earlier_seconds + seconds}
+                done = {**done, "wall_seconds": seconds, "wall_seconds_all_runs": run.earlier_seconds + seconds}
             except BaseException:
                 if {child.name for child in folder.iterdir()} <= {LOCK, MANIFEST, LEDGER}:
                     (folder / MANIFEST).unlink()  # a run that made nothing binds the folder to nothing
