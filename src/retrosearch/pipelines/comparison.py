@@ -11,6 +11,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from retrosearch.stages.folder import all_runs_seconds
+
 # the figures of one evaluated model that the comparison reads
 FIGURES = ("accuracy", "tokens_mean", "switches_mean", "truncated")
 SEED_SUFFIX = re.compile(r"-seed\d+$")
@@ -38,15 +40,10 @@ def trained_on(model: str, outputs: dict[str, str], results: dict[str, dict[str,
 
 def data_cost(stages: list[str], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What the model work of `stages` cost: the tokens their models generated and the wall seconds of all their
-    runs (a stage killed and resumed counts the killed run up to its last write too). A summary written before
-    retrosearch counted all runs holds only its last run's seconds, which is what it counts then."""
-
-    def seconds(result: dict[str, Any]) -> float:
-        return float(result.get("wall_seconds_all_runs", result.get("wall_seconds")) or 0.0)
-
+    runs (a stage killed and resumed counts the killed run up to its last write too)."""
     return {
         "generated_tokens": sum(int(results[name].get("generated_tokens") or 0) for name in stages),
-        "seconds": round(sum(seconds(results[name]) for name in stages), 1),
+        "seconds": round(sum(all_runs_seconds(results[name]) for name in stages), 1),
     }
 
 

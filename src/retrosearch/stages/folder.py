@@ -167,6 +167,12 @@ def open_run(
             yield RunFolder(output, payload, digest, inputs, earlier)
 
 
+def all_runs_seconds(summary: dict[str, Any]) -> float:
+    """A summary's seconds over every run of its folder; one written before those were counted holds only its
+    last run's."""
+    return float(summary.get("wall_seconds_all_runs", summary.get("wall_seconds")) or 0.0)
+
+
 def seconds_so_far(output: Path, manifest: dict[str, Any]) -> float:
     """The wall seconds of every run the folder has seen: the last one's own, or for one that was killed (its
     manifest has no time of its own), from its start to the last file it wrote; plus those of the runs before it."""

@@ -12,7 +12,15 @@ from retrosearch.data.inputs import sample_ids
 from retrosearch.data.outputs import write_json, write_jsonl
 from retrosearch.engines import EngineConfig
 from retrosearch.search.retro_search import RetroSearchConfig
-from retrosearch.stages.folder import MANIFEST, SUMMARY, RunError, RunFolder, comparable, differing_keys
+from retrosearch.stages.folder import (
+    MANIFEST,
+    SUMMARY,
+    RunError,
+    RunFolder,
+    all_runs_seconds,
+    comparable,
+    differing_keys,
+)
 from retrosearch.stages.revise import OUTPUT_FILE, ReviseConfig, RevisedRow, field_map, parse_shard, summarize
 from retrosearch.stages.template import read_rows, run_once
 
@@ -56,15 +64,12 @@ def merge(config: MergeConfig, quiet: bool = False) -> dict[str, Any]:
         write_json(run.path / SHARDS_FILE, manifests)
         return {
             **summarize(merged),
-            "shard_wall_seconds": max(_all_runs_seconds(Path(folder) / SUMMARY) for folder in manifests),
+            "shard_wall_seconds": max(
+                all_runs_seconds(json.loads((Path(folder) / SUMMARY).read_text())) for folder in manifests
+            ),
         }
 
     return run_once("merge", Path(config.output), (config,), config.overwrite, work, ("shards",), quiet)
-
-
-def _all_runs_seconds(summary_path: Path) -> float:
-    summary = json.loads(summary_path.read_text())
-    return summary.get("wall_seconds_all_runs", summary["wall_seconds"])  # a shard from before all runs counted
 
 
 def _verified_rows(shards: list[str]) -> tuple[list[RevisedRow], dict[str, dict[str, Any]]]:
