@@ -10,6 +10,7 @@ from retrosearch.answers import (
     _plain,
     _verify,
     default_checker,
+    die_with_starter,
     extract_answer,
     is_correct,
     last_boxed,
@@ -216,21 +217,26 @@ def test_extraction_of_long_runs_of_spaces():
 def test_a_forked_child_checks_with_workers_of_its_own():
     checker = AnswerChecker(timeout_seconds=30)
     assert checker.is_correct("\\frac{1}{2}", "0.5")  # the parent's worker and starter thread exist now
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: a hang here fails the test by its deadline, a wrong answer by the exit code
+        if not die_with_starter(parent):  # a test process killed mid-wait (mutmut's limits) takes it along
+            os._exit(1)
         checker.timeout_seconds = 1
         timed_out = checker.check(SLOW, "5").reason.startswith("answer check timed out")  # a worker is replaced
         checker.timeout_seconds = 30  # the new worker's checks: its start-up is slow under tracing (mutmut)
         os._exit(
             0 if timed_out and checker.is_correct("\\frac{3}{4}", "0.75") and not checker.is_correct("1", "2") else 1
         )
-    deadline = time.monotonic() + 60
-    while (reaped := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    deadline, reaped = time.monotonic() + 60, (0, 0)
+    try:
+        while (reaped := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        if reaped[0] == 0:  # past the deadline, or the wait itself cut short (a test's time limit): no orphan
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
     finished, status = reaped
-    if finished == 0:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
     assert finished == pid and os.waitstatus_to_exitcode(status) == 0
     assert checker.is_correct("\\frac{1}{2}", "0.5")  # the parent's own worker is untouched
     checker.close()

@@ -98,6 +98,17 @@ class Verdict:
     reason: str = ""  # why a check could not decide: "timed out after 5 s", "checker crashed"
 
 
+def die_with_starter(starter: int) -> bool:
+    """On Linux, have the kernel kill this process the moment the thread that started it ends (PR_SET_PDEATHSIG),
+    even one killed outright; False if the process `starter` had already ended before that was set."""
+    if sys.platform != "linux":
+        return True
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    return os.getppid() == starter
+
+
 def _serve(checks: Connection, owner: int) -> None:
     """A worker: one check at a time from its pipe, until the pipe closes. On Linux the kernel also kills it
     the moment its starter ends, even in the middle of a check that holds the interpreter for minutes."""
@@ -105,12 +116,8 @@ def _serve(checks: Connection, owner: int) -> None:
     # starter thread's mask, inherited): one sent while it imports waits, and is dropped once ignored here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if sys.platform == "linux":
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != owner:  # it ended before the line above
-            return
+    if not die_with_starter(owner):
+        return
     _verify("1", "1")  # math-verify imported before any check's deadline starts
     checks.send(READY)
     while True:
