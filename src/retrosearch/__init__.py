@@ -25,6 +25,8 @@ _API = {
     "cut": "retrosearch.stages.cut",
     "CutConfig": "retrosearch.stages.cut",
     "first_correct_cut": "retrosearch.search.first_correct",
+    "decontaminate": "retrosearch.stages.decontaminate",
+    "DecontaminateConfig": "retrosearch.stages.decontaminate",
     "sft": "retrosearch.stages.sft",
     "SFTRunConfig": "retrosearch.stages.sft",
     "evaluate": "retrosearch.stages.eval",

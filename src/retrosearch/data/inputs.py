@@ -84,7 +84,7 @@ def _field(record: dict, named: str | None, candidates: tuple[str, ...], where: 
     return named
 
 
-def _record_id(record: dict, fields: FieldMap, where: str, default: str) -> str:
+def record_id(record: dict, fields: FieldMap, where: str, default: str) -> str:
     id_field = _field(record, fields.id, ID_FIELDS, where, "--id-field")
     if id_field is None:
         return default
@@ -96,6 +96,26 @@ def _record_id(record: dict, fields: FieldMap, where: str, default: str) -> str:
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise DataError(f"{where}: the id ('{id_field}') is {type(value).__name__}, not text or a number; fix the row")
     return str(value)
+
+
+def record_problem(record: Any, where: str, problem_field: str | None = None) -> str:
+    """The problem text of a row in any layout the tool reads: the field named, else a chat's first user turn,
+    else the first of the usual problem fields."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object per row, got {type(record).__name__}")
+    chat = _first(record, CHAT_FIELDS)
+    if problem_field is None and chat and isinstance(record[chat], list):
+        problem = _chat_turns(record, chat)[0]
+    else:
+        named = _field(record, problem_field, PROBLEM_FIELDS, where, "--problem-field")
+        problem = None if named is None else record[named]
+    if not isinstance(problem, str) or not problem.strip():
+        raise DataError(
+            f"{where}: no problem text (looked for {', '.join(PROBLEM_FIELDS)}, a chat's user turn); "
+            "name it with --problem-field"
+        )
+    _check_unicode(problem, where, "problem")
+    return problem
 
 
 def to_sample(record: dict, where: str, fields: FieldMap, row_number: int) -> Sample:
@@ -140,7 +160,7 @@ def to_sample(record: dict, where: str, fields: FieldMap, row_number: int) -> Sa
             f"{where}: no gold answer (looked for {', '.join(ANSWER_FIELDS)}, solution); "
             "name it with --answer-field, or pass --gold-from-trace for a dataset of correct traces"
         )
-    sample_id = _record_id(record, fields, where, f"row-{row_number}")
+    sample_id = record_id(record, fields, where, f"row-{row_number}")
     for name, text in (("problem", problem), ("trace", response), ("gold answer", gold), ("id", sample_id)):
         _check_unicode(text, where, name)
     newline = "\r\n" if "\r\n" in response else "\n"  # steps are split on blank lines, whatever the line ending
@@ -369,7 +389,7 @@ def read_problems(
             answer = extract_answer(record["solution"])
         if answer is None and require_gold:
             raise DataError(f"{where}: no gold answer (looked for {', '.join(ANSWER_FIELDS)}); use --answer-field")
-        problem_id = f"{id_prefix}-{number}" if id_prefix else _record_id(record, fields, where, f"problem-{number}")
+        problem_id = f"{id_prefix}-{number}" if id_prefix else record_id(record, fields, where, f"problem-{number}")
         for name, text in (("problem", record[problem_field]), ("gold answer", answer), ("id", problem_id)):
             _check_unicode(text, where, name)
         _unique(problem_id, where, seen)

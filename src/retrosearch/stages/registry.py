@@ -94,6 +94,14 @@ COMMANDS = {
             "first-correct-solution cuts (FCS, FCS+1) of traces, no model needed",
         ),
         Command(
+            "decontaminate",
+            ("decontaminate",),
+            "stage",
+            "retrosearch.stages.decontaminate:decontaminate",
+            ("retrosearch.stages.decontaminate:DecontaminateConfig",),
+            "find (and with --drop remove) rows whose problem is a benchmark problem, by n-gram overlap",
+        ),
+        Command(
             "sft",
             ("sft",),
             "stage",
