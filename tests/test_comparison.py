@@ -17,7 +17,7 @@ from retrosearch.pipelines.comparison import (
     table_rows,
     trained_on,
 )
-from retrosearch.pipelines.recipe import comparison_of, final_table, load_recipe, plan
+from retrosearch.pipelines.recipe import comparison_of, decontamination, final_table, load_recipe, plan
 
 
 def bench(accuracy: float, tokens: float, switches: float = 2.0, truncated: int = 0) -> dict:
@@ -201,12 +201,34 @@ def test_a_recipes_plan_gives_each_model_its_cap_and_its_sft_data(tmp_path):
     assert revised["max_new_tokens"] == 32768  # the engine's default cap
     assert (revised["sft_data_tokens_mean"], revised["sft_data_tokens_ratio"]) == (130.0, 0.65)
     assert revised["averaged"]["tokens_ratio"] == 0.8 and revised["averaged"]["accuracy_points"] == 5.0
-    table = final_table(comparison, None)
+    table = final_table(comparison, None, {})
     assert table.splitlines()[-1] == "| eval-revised | 0.550 | +5.0 | 80.0 | 0.800× | 0.650× | 32768 | 2.00 | 0 |"
     assert "seed runs" not in table
-    with_seeds = final_table(comparison, over_seeds({"run": comparison, "run-seed2": comparison}))
+    with_seeds = final_table(comparison, over_seeds({"run": comparison, "run-seed2": comparison}), {})
     assert "over the recipe's seed runs (mean ± standard deviation):" in with_seeds
     assert "| eval-revised | 2 | 0.550 ± 0.000 | +5.0 ± 0.0 |" in with_seeds
+
+
+def test_the_table_says_what_each_decontamination_removed():
+    summary = {"rows": 1407, "contaminated": 3, "by_benchmark": {"math500": 2, "aime24": 1}}
+    results = {
+        "decontaminate": {**summary, "dropped": 3, "against": {"aime24": 30, "math500": 500}},
+        "listed": {**summary, "contaminated": 0, "by_benchmark": {}, "against": {"organism": 1702}},
+        "sft": {"rows": 9},
+    }
+    steps = [("decontaminate", "decontaminate", {}), ("listed", "decontaminate", {}), ("sft", "sft", {})]
+    found = decontamination(steps, results)
+    assert found["decontaminate"] == {**summary, "removed": 3, "against": ["aime24", "math500"]}
+    assert found["listed"]["removed"] is None and set(found) == {"decontaminate", "listed"}
+    comparison = {"baseline": None, "models": {}}
+    assert final_table(comparison, None, found).splitlines()[-3:] == [
+        "",
+        "- decontaminate: 3 of 1,407 rows removed as benchmark problems (2 math500, 1 aime24), checked against "
+        "aime24, math500",
+        "- listed: 0 of 1,407 rows matched (kept: the stage has no --drop) as benchmark problems, checked against "
+        "organism",
+    ]
+    assert "decontamination" not in final_table(comparison, None, {})
 
 
 def test_a_baseline_outside_the_table_is_refused(tmp_path):

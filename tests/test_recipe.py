@@ -11,9 +11,12 @@ stages:
   - name: generate
     command: generate
     options: {{problems: "organism:train", limit: 6, samples: 2, keep_correct: true, max_new_tokens: 400}}
+  - name: decontaminate
+    command: decontaminate
+    options: {{input: "{{generate}}/traces.jsonl", against: [organism], drop: true}}
   - name: revise
     command: revise
-    options: {{input: "{{generate}}/traces.jsonl", max_new_tokens: 400}}
+    options: {{input: "{{decontaminate}}/clean.jsonl", max_new_tokens: 400}}
   - name: shortest
     command: select
     options: {{input: "{{generate}}/samples.jsonl", shortest_correct_of: 2}}
@@ -32,14 +35,28 @@ def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys, monkeypatch):
     recipe.write_text(TINY.format(output=tmp_path / "run"))
     assert main(["run", str(recipe)]) == 0
     *table, report_line = capsys.readouterr().out.splitlines()
-    assert table[-1].startswith("| eval-revised | ")
+    traces = len((tmp_path / "run" / "generate" / "traces.jsonl").read_text().splitlines())
+    assert table[-5].startswith("| eval-revised | ") and table[-4:] == [
+        "",
+        "decontamination:",
+        "",
+        f"- decontaminate: 0 of {traces} rows removed as benchmark problems, checked against organism",
+    ]
     assert report_line == f"see the run in a browser: retrosearch report {tmp_path / 'run'}"
     summary = json.loads((tmp_path / "run" / "recipe_summary.json").read_text())
-    assert set(summary["stage_seconds"]) == {"generate", "revise", "shortest", "sft-revised", "eval-revised"}
+    assert set(summary["stage_seconds"]) == {
+        "generate",
+        "decontaminate",
+        "revise",
+        "shortest",
+        "sft-revised",
+        "eval-revised",
+    }
     assert summary["table"] == ["eval-revised"]
     page = Path(write_report(tmp_path / "run")["report"]).read_text()
     accuracy = summary["results"]["eval-revised"]["benchmarks"]["organism"]["accuracy"]
     assert f'<td>eval-revised</td><td class="num">{accuracy:,.3f}</td>' in page  # the paper's table
+    assert "Decontamination before SFT" in page and f'<td>decontaminate</td><td class="num">{traces}</td>' in page
     assert "Retro-Search (stage revise)" in page and page.count('<img src="data:image/svg+xml;base64,') == 4
     products = {
         path: (path.read_bytes(), path.stat().st_mtime_ns)

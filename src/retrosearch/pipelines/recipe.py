@@ -197,12 +197,42 @@ def comparison_of(recipe: Recipe, steps: list[tuple[str, str, dict[str, Any]]], 
     return compare_models(recipe.table, recipe.baseline, results, caps, data, costs)
 
 
-def final_table(comparison: dict[str, Any], over: dict[str, Any] | None) -> str:
-    """The paper's table (and, with seed repeats, their mean and spread) as Markdown."""
+def decontamination(steps: list[tuple[str, str, dict[str, Any]]], results: dict) -> dict[str, dict[str, Any]]:
+    """Per decontaminate stage of the recipe: the rows it checked, how many matched a benchmark problem, how many
+    it removed (None: it only listed them, no --drop), the matches per benchmark and the benchmarks checked."""
+    return {
+        name: {
+            "rows": results[name]["rows"],
+            "contaminated": results[name]["contaminated"],
+            "removed": results[name].get("dropped"),
+            "by_benchmark": results[name]["by_benchmark"],
+            "against": list(results[name]["against"]),
+        }
+        for name, command, _ in steps
+        if command == "decontaminate"
+    }
+
+
+def decontamination_lines(found: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for name, figures in found.items():
+        what = "removed" if figures["removed"] is not None else "matched (kept: the stage has no --drop)"
+        benchmarks = ", ".join(f"{count:,} {benchmark}" for benchmark, count in figures["by_benchmark"].items())
+        lines.append(
+            f"- {name}: {figures['contaminated']:,} of {figures['rows']:,} rows {what} as benchmark problems"
+            + (f" ({benchmarks})" if benchmarks else "")
+            + f", checked against {', '.join(figures['against'])}"
+        )
+    return "\ndecontamination:\n\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def final_table(comparison: dict[str, Any], over: dict[str, Any] | None, found: dict[str, dict[str, Any]]) -> str:
+    """The paper's table (and, with seed repeats, their mean and spread) as Markdown, then what the recipe's
+    decontamination removed."""
     table = markdown(*table_rows(comparison))
     if over:
         table += "\nover the recipe's seed runs (mean ± standard deviation):\n\n" + markdown(*seed_rows(over))
-    return table
+    return table + decontamination_lines(found)
 
 
 def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed: int | None = None) -> str:
@@ -229,9 +259,10 @@ def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed
     models = set(comparison["models"])
     known = {run: other for run, other in repeats.items() if other and set(other["models"]) == models}
     over = over_seeds({root.name: comparison, **known}) if known else None
-    table = final_table(comparison, over)
+    found = decontamination(steps, results)
+    table = final_table(comparison, over, found)
     summary = {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results}
-    summary |= {"comparison": comparison, "over_seeds": over}
+    summary |= {"comparison": comparison, "over_seeds": over, "decontamination": found}
     with recording(root):
         write_whole(root / TABLE, table)
         write_json(root / RECIPE_SUMMARY, summary)

@@ -321,6 +321,23 @@ def eval_section(folder: Path, max_rows: int) -> tuple[Section, Viewer | None]:
     return section, viewer
 
 
+def decontamination_table(found: dict[str, dict[str, Any]]) -> Table:
+    """What each decontaminate stage of a recipe found and removed (recipe.decontamination)."""
+    rows = [
+        [
+            name,
+            figures["rows"],
+            figures["contaminated"],
+            "listed only" if figures["removed"] is None else figures["removed"],
+            ", ".join(f"{benchmark} {count}" for benchmark, count in figures["by_benchmark"].items()) or "none",
+            ", ".join(figures["against"]),
+        ]
+        for name, figures in found.items()
+    ]
+    headers = ["stage", "rows", "benchmark problems", "removed", "matched per benchmark", "checked against"]
+    return Table("Decontamination before SFT", headers, rows)
+
+
 def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer | None]:
     summary = _read_json(folder / RECIPE_SUMMARY)
     results: dict[str, Any] = summary.get("results") or {}
@@ -334,6 +351,8 @@ def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer 
         tables.append(
             Table("Over the recipe's seed runs (mean ± standard deviation)", *seed_rows(summary["over_seeds"]))
         )
+    if summary.get("decontamination"):
+        tables.append(decontamination_table(summary["decontamination"]))
     seconds = summary.get("stage_seconds") or {}
     models = comparison["models"]
     recipe = Section(
