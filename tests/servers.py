@@ -130,3 +130,70 @@ class FaultProxy:
         await asyncio.gather(
             pipe(reader, upstream_writer, None), pipe(upstream_reader, writer, cut_after), return_exceptions=True
         )
+
+
+class StandInHub:
+    """A stand-in for the Hugging Face Hub's upload API on 127.0.0.1 (reached through HF_ENDPOINT), so that
+    `huggingface_hub`'s own create-repo, card check, pre-upload and commit calls run: every file is taken as a
+    regular (base64) file, and the files of each commit land in `files[repo_id]`. Requests it does not know
+    answer 404."""
+
+    def __init__(self) -> None:
+        import base64
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hub = self
+        self.files: dict[str, dict[str, bytes]] = {}
+        self.requests: list[str] = []
+        self.validated: list[str] = []  # the cards the client asked the Hub to check before its commit
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _reply(self, status: int, payload: dict) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hub.requests.append(f"POST {self.path}")
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if parts == ["api", "validate-yaml"]:
+                    hub.validated.append(json.loads(body)["content"])
+                    return self._reply(200, {})
+                if parts == ["api", "repos", "create"]:
+                    request = json.loads(body)
+                    repo = f"{request['organization']}/{request['name']}"
+                    hub.files.setdefault(repo, {})
+                    return self._reply(200, {"url": f"{hub.url}/datasets/{repo}"})
+                if len(parts) == 6 and parts[:2] == ["api", "datasets"] and parts[4] == "preupload":
+                    paths = [file["path"] for file in json.loads(body)["files"]]
+                    files = [{"path": path, "uploadMode": "regular", "shouldIgnore": False} for path in paths]
+                    return self._reply(200, {"files": files})
+                if len(parts) == 6 and parts[:2] == ["api", "datasets"] and parts[4] == "commit":
+                    repo = f"{parts[2]}/{parts[3]}"
+                    for line in body.decode().splitlines():
+                        entry = json.loads(line)
+                        if entry["key"] == "file":
+                            value = entry["value"]
+                            hub.files[repo][value["path"]] = base64.b64decode(value["content"])
+                    return self._reply(200, {"commitUrl": f"{hub.url}/datasets/{repo}/commit/1", "commitOid": "1" * 40})
+                return self._reply(404, {"error": f"not served by the stand-in: {self.path}"})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StandInHub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -26,6 +26,8 @@ _API = {
     "CutConfig": "retrosearch.stages.cut",
     "first_correct_cut": "retrosearch.search.first_correct",
     "decontaminate": "retrosearch.stages.decontaminate",
+    "export": "retrosearch.stages.export",
+    "ExportConfig": "retrosearch.stages.export",
     "DecontaminateConfig": "retrosearch.stages.decontaminate",
     "sft": "retrosearch.stages.sft",
     "SFTRunConfig": "retrosearch.stages.sft",

@@ -102,6 +102,14 @@ COMMANDS = {
             "find (and with --drop remove) rows whose problem is a benchmark problem, by n-gram overlap",
         ),
         Command(
+            "export",
+            ("export",),
+            "stage",
+            "retrosearch.stages.export:export",
+            ("retrosearch.stages.export:ExportConfig",),
+            "a run's traces as a Hugging Face dataset with its card (and on the Hub with --push-to-hub)",
+        ),
+        Command(
             "sft",
             ("sft",),
             "stage",
