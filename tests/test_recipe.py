@@ -36,13 +36,19 @@ def test_a_recipe_runs_every_stage_and_resumes(tmp_path, capsys, monkeypatch):
     assert main(["run", str(recipe)]) == 0
     *table, report_line = capsys.readouterr().out.splitlines()
     traces = len((tmp_path / "run" / "generate" / "traces.jsonl").read_text().splitlines())
-    assert table[-5].startswith("| eval-revised | ") and table[-4:] == [
-        "",
-        "decontamination:",
-        "",
-        f"- decontaminate: 0 of {traces} rows removed as benchmark problems, checked against organism",
-    ]
     assert report_line == f"see the run in a browser: retrosearch report {tmp_path / 'run'}"
+    assert [line for line in table if line.startswith("| eval-revised | ")]
+    found = table.index("decontamination:")
+    assert (
+        table[found + 2]
+        == f"- decontaminate: 0 of {traces} rows removed as benchmark problems, checked against organism"
+    )
+    runs = table[table.index("runs (`retrosearch show-config FOLDER` prints the command that reproduces each):") + 2 :]
+    stages = ["generate", "decontaminate", "revise", "shortest", "sft-revised", "eval-revised"]
+    hashes = [json.loads((tmp_path / "run" / stage / "manifest.json").read_text())["config_hash"] for stage in stages]
+    assert runs == [
+        f"- {stage}: {tmp_path / 'run' / stage} (config {digest})" for stage, digest in zip(stages, hashes, strict=True)
+    ]
     summary = json.loads((tmp_path / "run" / "recipe_summary.json").read_text())
     assert set(summary["stage_seconds"]) == {
         "generate",

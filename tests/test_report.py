@@ -175,6 +175,26 @@ def test_the_report_of_an_organism_revise_run_shows_its_figures_plots_and_traces
     opened.assert_self_contained()
 
 
+def test_the_report_of_an_sft_run_draws_its_loss_curve(teacher_file, tmp_path, browser):
+    from retrosearch.stages.sft import SFTRunConfig, sft
+
+    config = SFTRunConfig(
+        input=str(teacher_file), output=str(tmp_path / "sft"), max_length=1024, batch_size=8, logging_steps=1
+    )
+    summary = sft(config, quiet=True)
+    made = write_report(tmp_path / "sft")
+    source = Path(made["report"]).read_text()
+    assert "Training</h" in source and "Training loss and learning rate at every logged step" in source
+    logged = [json.loads(line) for line in (tmp_path / "sft" / "training_log.jsonl").read_text().splitlines()]
+    assert len(logged) == summary["steps"] == 5  # 40 traces, 8 a step, one epoch: a point per step
+    opened = Opened(browser, Path(made["report"]))
+    assert opened.page.evaluate("document.body.dataset.viewer") == "none"  # a training run has no traces to show
+    assert opened.text('td[data-figure="steps"]') == "5"
+    assert opened.page.evaluate("[...document.images].filter(i => i.complete && i.naturalWidth > 100).length") == 1
+    assert_nontrivial(opened.screenshot("sft-loss", "img"), 50)
+    opened.assert_self_contained()
+
+
 def test_markup_in_the_data_stays_text_and_nothing_runs(hostile_run, browser):
     made = write_report(hostile_run)
     source = Path(made["report"]).read_text()

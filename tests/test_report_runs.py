@@ -26,6 +26,8 @@ MANIFEST = {
     "input": "traces.jsonl",
     "started": "2026-01-01T00:00:00+00:00",
     "finished": "2026-01-01T00:01:00+00:00",
+    "command_line": "retrosearch revise --input traces.jsonl",
+    "config_hash": "0123456789abcdef",
     "versions": {"python": "3.11.9", "vllm": None, "torch": "2.13.0"},
     "config": {"RetroSearchConfig": {"keywords": ["Wait", "Hmm"], "length_unit": "steps"}},
 }
@@ -111,6 +113,8 @@ def test_a_revise_run_gives_its_figures_tables_plot_inputs_and_settings(tmp_path
     assert section.facts == {
         "model": "organism",
         "input": "traces.jsonl",
+        "command line": "retrosearch revise --input traces.jsonl",
+        "config hash": "0123456789abcdef",
         "started": "2026-01-01T00:00:00+00:00",
         "finished": "2026-01-01T00:01:00+00:00",
         "wall seconds (this run)": 12.5,

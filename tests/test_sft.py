@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -111,6 +113,43 @@ def _tokenizer():
     return AutoTokenizer.from_pretrained(checkpoint_path())
 
 
+def test_the_loss_and_learning_rate_of_every_logged_step_are_kept_and_sent_to_tensorboard(teacher_file, tmp_path):
+    config = SFTRunConfig(
+        input=str(teacher_file),
+        output=str(tmp_path),
+        max_length=1024,
+        batch_size=8,
+        epochs=2,
+        learning_rate=1e-3,
+        warmup_ratio=0.0,
+        logging_steps=1,
+        report_to="tensorboard",
+    )
+    summary = sft(config, quiet=True)
+    logged = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged] == [1, 2, 3, 4] and summary["logged_steps"] == 4
+    assert [entry["epoch"] for entry in logged] == [0.5, 1.0, 1.5, 2.0]
+    assert all(0.0 < entry["loss"] < 10.0 and entry["grad_norm"] > 0.0 for entry in logged)
+    rates = [entry["learning_rate"] for entry in logged]
+    assert rates[0] == pytest.approx(1e-3) and rates == sorted(rates, reverse=True)  # cosine, no warm-up
+    events = list((tmp_path / "runs").rglob("events.out.tfevents.*"))
+    assert events and all(event.stat().st_size > 0 for event in events)
+    assert summary["training_log"] == str(tmp_path / "training_log.jsonl")
+    # the tracker changes no result: a finished run under another --report-to is the same run
+    assert sft(SFTRunConfig(**{**config.__dict__, "report_to": "none"}), quiet=True) == summary
+
+
+def test_a_tracker_whose_package_is_absent_is_refused_in_one_line(monkeypatch):
+    from retrosearch.stages import sft as sft_module
+
+    monkeypatch.setattr(sft_module, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match=r"--report-to wandb needs the wandb package: pip install wandb"):
+        SFTRunConfig(report_to="wandb")
+    with pytest.raises(ValueError, match=r"--report-to tensorboard needs the tensorboard package"):
+        SFTRunConfig(report_to="tensorboard")
+    assert SFTRunConfig(report_to="none").report_to == "none"
+
+
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(teacher_file, tmp_path, monkeypatch):
     import shutil
 
@@ -124,8 +163,10 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(teacher_file, tmp_p
         epochs=2,
         learning_rate=1e-3,
         save_steps=1,
+        logging_steps=1,
     )
     assert sft(config)["steps"] == 4
+    logged = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
     # as if the run had died after its third step: the last checkpoint and the end products are gone
     for done in ("summary.json", "final", "checkpoint-4"):
         path = tmp_path / done
@@ -138,6 +179,8 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(teacher_file, tmp_p
     resumed = sft(config)
     assert resumed["steps"] == 4 and len(steps_run) == 1
     assert (tmp_path / "final" / "config.json").exists()
+    # the resumed run's log holds the steps the killed run logged too, from its checkpoint
+    assert [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()] == logged
 
 
 def test_failed_rows_are_left_out_and_counted(teacher_file, tmp_path):

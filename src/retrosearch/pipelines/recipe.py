@@ -12,6 +12,7 @@ seed gets N, and the run folder (unless given) gets a `-seedN` suffix, so repeat
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
@@ -226,6 +227,26 @@ def decontamination_lines(found: dict[str, dict[str, Any]]) -> str:
     return "\ndecontamination:\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
+def provenance(steps: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict[str, str | None]]:
+    """Each stage's run folder and config hash, as its manifest records them: a number of the table leads to
+    the exact command (`retrosearch show-config FOLDER`)."""
+    found = {}
+    for name, _, options in steps:
+        folder = Path(options["output"])
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8")) if (folder / MANIFEST).is_file() else {}
+        found[name] = {"folder": str(folder), "config_hash": manifest.get("config_hash")}
+    return found
+
+
+def provenance_lines(runs: dict[str, dict[str, str | None]]) -> str:
+    lines = [f"- {name}: {run['folder']} (config {run['config_hash']})" for name, run in runs.items()]
+    return (
+        "\nruns (`retrosearch show-config FOLDER` prints the command that reproduces each):\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
 def final_table(comparison: dict[str, Any], over: dict[str, Any] | None, found: dict[str, dict[str, Any]]) -> str:
     """The paper's table (and, with seed repeats, their mean and spread) as Markdown, then what the recipe's
     decontamination removed."""
@@ -259,10 +280,10 @@ def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed
     models = set(comparison["models"])
     known = {run: other for run, other in repeats.items() if other and set(other["models"]) == models}
     over = over_seeds({root.name: comparison, **known}) if known else None
-    found = decontamination(steps, results)
-    table = final_table(comparison, over, found)
+    found, runs = decontamination(steps, results), provenance(steps)
+    table = final_table(comparison, over, found) + provenance_lines(runs)
     summary = {"recipe": path, "table": recipe.table, "stage_seconds": timings, "results": results}
-    summary |= {"comparison": comparison, "over_seeds": over, "decontamination": found}
+    summary |= {"comparison": comparison, "over_seeds": over, "decontamination": found, "runs": runs}
     with recording(root):
         write_whole(root / TABLE, table)
         write_json(root / RECIPE_SUMMARY, summary)

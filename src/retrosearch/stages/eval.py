@@ -201,7 +201,8 @@ def evaluate(
                 run_rows(stage, executor, quiet=True)
                 rows = list(read_rows(folder / "generate" / SAMPLES_FILE, SampleRow, set(stage.ids)))
                 results[name] = {**summarize_samples(rows, config.samples), "left_out_no_gold": no_gold}
-        write_whole(output / RESULTS_FILE, results_table(engine_config.model, results, config.samples))
+        footer = f"\nrun folder {output}, config {run.digest} (retrosearch show-config {output})\n"
+        write_whole(output / RESULTS_FILE, results_table(engine_config.model, results, config.samples) + footer)
         failed = sum(result["failed_samples"] for result in results.values())
         return {"model": engine_config.model, "k": config.samples, "benchmarks": results, "errors": failed}
 

@@ -158,6 +158,14 @@ COMMANDS = {
             "print the exact prompt of a row: at a thought switch, or for generation (tokenizer only)",
         ),
         Command(
+            "show-config",
+            ("show-config",),
+            "tool",
+            "retrosearch.tools.show_config:show_config",
+            ("retrosearch.tools.show_config:ShowConfigConfig",),
+            "the command line that reproduces a run (each stage of a recipe's run), its config hash and versions",
+        ),
+        Command(
             "report",
             ("report",),
             "tool",

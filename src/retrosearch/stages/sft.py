@@ -12,12 +12,13 @@ writes (tokenizing the joined text can merge tokens across the join). Loss is on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from retrosearch.config import at_least, option, overwrite_option
 from retrosearch.data.inputs import DataError, FieldMap, read_records, to_sample
-from retrosearch.data.outputs import claim
+from retrosearch.data.outputs import claim, write_jsonl
 from retrosearch.engines import resolve_model
 from retrosearch.engines.base import PromptConfig, chat_prompt, encode
 from retrosearch.prompting import completion_part
@@ -27,6 +28,9 @@ from retrosearch.stages.template import run_once
 
 SEARCHED = ("revised", "unchanged")
 TRAINED_ON = ("input_ids", "completion_mask")  # what each training pair gives TRL (already tokenized)
+TRAINING_LOG = "training_log.jsonl"  # the loss and learning rate at every logging step, for the report's curves
+LOGGED = ("step", "epoch", "loss", "learning_rate", "grad_norm")
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}  # --report-to: either package
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,12 @@ class SFTRunConfig:
     lora_alpha: int = option(32, "LoRA alpha (scale = alpha / rank)")
     save_steps: int = option(500, "steps between checkpoints (a rerun resumes from the last one)")
     logging_steps: int = option(10, "steps between loss reports")
+    report_to: Literal["none", "tensorboard", "wandb"] = option(
+        "none",
+        "also log the loss to TensorBoard (OUTPUT/runs) or Weights & Biases, through TRL's own integrations "
+        "(the run folder keeps the loss in training_log.jsonl either way)",
+        speed_only=True,
+    )
     seed: int = option(0, "data order and initialisation seed")
     prompt: PromptConfig = option(PromptConfig(), "how a problem becomes the student's prompt")
     overwrite: bool = overwrite_option()
@@ -60,6 +70,9 @@ class SFTRunConfig:
         at_least(self, 1, "logging_steps")
         if self.epochs <= 0 or self.learning_rate <= 0:
             raise ValueError("--epochs and --learning-rate must be above 0")
+        packages = TRACKERS.get(self.report_to, ())
+        if packages and not any(find_spec(package) for package in packages):
+            raise ValueError(f"--report-to {self.report_to} needs the {packages[0]} package: pip install {packages[0]}")
 
 
 def training_pairs(config: SFTRunConfig, tokenizer) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -147,7 +160,7 @@ def build_trainer(config: SFTRunConfig, pairs: list[dict[str, Any]]):
         save_total_limit=2,
         max_length=config.max_length,
         completion_only_loss=True,
-        report_to=[],
+        report_to=[] if config.report_to == "none" else [config.report_to],
         seed=config.seed,
         bf16=cuda,
         use_cpu=not cuda,
@@ -166,6 +179,12 @@ def build_trainer(config: SFTRunConfig, pairs: list[dict[str, Any]]):
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+
+
+def training_log(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The training steps of a Trainer's log history (not its closing summary): step, epoch, loss, learning rate
+    and gradient norm."""
+    return [{key: entry.get(key) for key in LOGGED} for entry in history if "loss" in entry]
 
 
 def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
@@ -188,6 +207,15 @@ def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
         final = run.path / "final"
         model.save_pretrained(final)
         trainer.processing_class.save_pretrained(final)
-        return {**counts, "train_loss": result.training_loss, "steps": result.global_step, "final": str(final)}
+        logged = training_log(trainer.state.log_history)
+        write_jsonl(run.path / TRAINING_LOG, logged)  # a resumed run's history holds its earlier steps too
+        return {
+            **counts,
+            "train_loss": result.training_loss,
+            "steps": result.global_step,
+            "logged_steps": len(logged),
+            "training_log": str(run.path / TRAINING_LOG),
+            "final": str(final),
+        }
 
     return run_once("sft", Path(config.output), (config,), config.overwrite, work, ("input", "model"), quiet)

@@ -155,7 +155,11 @@ def run_once(
             else:
                 _finish(run, done, facts)
         if not quiet:
-            show(done) if show else print_figures(f"retrosearch {name} — {folder}", done)
+            if show:
+                show(done)
+                print(f"\nrun folder {folder}, config {run.digest} (retrosearch show-config {folder})")
+            else:
+                print_figures(f"retrosearch {name} — {folder} (config {run.digest})", done)
         return done
 
 

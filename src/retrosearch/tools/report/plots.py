@@ -181,3 +181,23 @@ def cost_scatter(
         "Each evaluated model (the table above); the marker's area grows with the tokens generated to make its SFT "
         "data beyond the original traces (grey: nothing generated, or no SFT data).",
     )
+
+
+def loss_curves(curves: dict[str, Sequence[dict]]) -> Plot:
+    """The training loss (left) and learning rate (right) at every logged step, one line per training run."""
+    pyplot = _pyplot()
+    figure, (loss, rate) = pyplot.subplots(1, 2, figsize=(9, 3.4))
+    for name, logged in curves.items():
+        steps = [entry["step"] for entry in logged]
+        loss.plot(steps, [entry["loss"] for entry in logged], label=name)
+        rate.plot(steps, [entry["learning_rate"] for entry in logged], label=name)
+    if not any(curves.values()):
+        _empty(loss, "logged steps")
+    loss.set_xlabel("step")
+    loss.set_ylabel("training loss")
+    rate.set_xlabel("step")
+    rate.set_ylabel("learning rate")
+    if len(curves) > 1:
+        loss.legend(fontsize=8)
+    caption = "Training loss and learning rate at every logged step (training_log.jsonl of each sft run)."
+    return _finish(figure, "Training", caption)

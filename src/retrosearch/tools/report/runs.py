@@ -21,12 +21,14 @@ from retrosearch.pipelines.recipe import RECIPE_SUMMARY
 from retrosearch.stages.folder import MANIFEST, SUMMARY
 from retrosearch.stages.generate import SAMPLES_FILE
 from retrosearch.stages.revise import OUTPUT_FILE as REVISED_FILE
+from retrosearch.stages.sft import TRAINING_LOG
 from retrosearch.tools.report.plots import (
     Plot,
     correct_histogram,
     cost_scatter,
     keyword_bars,
     length_histogram,
+    loss_curves,
     model_bars,
     switch_positions,
 )
@@ -116,6 +118,8 @@ def _facts(manifest: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": manifest.get("model"),
         "input": manifest.get("input") or manifest.get("problems"),
+        "command line": manifest.get("command_line"),
+        "config hash": manifest.get("config_hash"),
         "started": manifest.get("started"),
         "finished": manifest.get("finished"),
         "wall seconds (this run)": summary.get("wall_seconds"),
@@ -321,6 +325,25 @@ def eval_section(folder: Path, max_rows: int) -> tuple[Section, Viewer | None]:
     return section, viewer
 
 
+def training_log_of(folder: Path) -> list[dict[str, Any]]:
+    """The logged training steps of an sft run (none for a run made before they were kept)."""
+    path = folder / TRAINING_LOG
+    return [row for _, row in read_rows(path)] if path.exists() else []
+
+
+def sft_section(folder: Path, max_rows: int) -> tuple[Section, Viewer | None]:
+    summary, manifest = _read_json(folder / SUMMARY), _manifest(folder)
+    keys = ("rows", "kept", "dropped_too_long", "steps", "train_loss", "completion_tokens_mean", "longest_tokens")
+    section = Section(
+        "Training",
+        figures={key: summary[key] for key in keys if key in summary},
+        facts=_facts(manifest, summary),
+        plots=[loss_curves({folder.name: training_log_of(folder)})],
+        config=manifest.get("config"),
+    )
+    return section, None
+
+
 def decontamination_table(found: dict[str, dict[str, Any]]) -> Table:
     """What each decontaminate stage of a recipe found and removed (recipe.decontamination)."""
     rows = [
@@ -355,11 +378,12 @@ def recipe_sections(folder: Path, max_rows: int) -> tuple[list[Section], Viewer 
         tables.append(decontamination_table(summary["decontamination"]))
     seconds = summary.get("stage_seconds") or {}
     models = comparison["models"]
+    curves = {name: training_log_of(folder / name) for name in results if command_of(folder / name) == "sft"}
     recipe = Section(
         "Recipe",
         facts={"recipe": summary.get("recipe"), "wall seconds (all stages)": round(sum(seconds.values()), 1)},
         tables=[*tables, Table("Stages", ["stage", "seconds"], [[name, value] for name, value in seconds.items()])],
-        plots=_model_plots(models),
+        plots=[*_model_plots(models), *([loss_curves(curves)] if any(curves.values()) else [])],
     )
     sections, searched, cut = [recipe], [], []
     titles = {"revise": "Retro-Search", "merge": "Retro-Search", "cut": "First-correct cut"}
@@ -409,6 +433,7 @@ REPORTS: dict[str, ReportMaker] = {
     "merge": _single(revise_section, "Retro-Search"),
     "generate": _single(generate_section, "Generation"),
     "eval": _single(eval_section, "Evaluation"),
+    "sft": _single(sft_section, "Training"),
     "run": _recipe,
 }  # by the command the folder's manifest names
 
