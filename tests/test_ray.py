@@ -66,8 +66,9 @@ def test_generate_and_eval_on_ray_write_the_single_process_output(words, rows, t
         [*base, "--output", str(tmp_path / "ray"), "--ray", "--replicas", "2"], env=command_env(), capture_output=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    for name in rows:
-        assert (tmp_path / "ray" / name).read_text() == (tmp_path / "here" / name).read_text(), name
+    for name in rows:  # results.md ends with its own folder, and the same config hash: ray is a speed-only setting
+        ray = (tmp_path / "ray" / name).read_text().replace(str(tmp_path / "ray"), "FOLDER")
+        assert ray == (tmp_path / "here" / name).read_text().replace(str(tmp_path / "here"), "FOLDER"), name
     expected_rows = 24 if words[0] == "generate" else 12  # problems x samples
     assert (tmp_path / "ray" / rows[0]).read_text().count("\n") == expected_rows
     summary = json.loads((tmp_path / "ray" / rows[0]).with_name("summary.json").read_text())

@@ -113,18 +113,22 @@ def _tokenizer():
     return AutoTokenizer.from_pretrained(checkpoint_path())
 
 
-def test_the_loss_and_learning_rate_of_every_logged_step_are_kept_and_sent_to_tensorboard(teacher_file, tmp_path):
-    config = SFTRunConfig(
+def four_steps(teacher_file, output, **settings) -> SFTRunConfig:
+    """16 traces, 8 a step, two epochs: four steps, each logged."""
+    return SFTRunConfig(
         input=str(teacher_file),
-        output=str(tmp_path),
+        output=str(output),
         max_length=1024,
         batch_size=8,
         epochs=2,
         learning_rate=1e-3,
-        warmup_ratio=0.0,
         logging_steps=1,
-        report_to="tensorboard",
+        **settings,
     )
+
+
+def test_the_loss_and_learning_rate_of_every_logged_step_are_kept_and_sent_to_tensorboard(teacher_file, tmp_path):
+    config = four_steps(teacher_file, tmp_path, warmup_ratio=0.0, report_to="tensorboard")
     summary = sft(config, quiet=True)
     logged = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in logged] == [1, 2, 3, 4] and summary["logged_steps"] == 4
@@ -155,16 +159,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(teacher_file, tmp_p
 
     from trl import SFTTrainer
 
-    config = SFTRunConfig(
-        input=str(teacher_file),
-        output=str(tmp_path),
-        max_length=1024,
-        batch_size=8,
-        epochs=2,
-        learning_rate=1e-3,
-        save_steps=1,
-        logging_steps=1,
-    )
+    config = four_steps(teacher_file, tmp_path, save_steps=1)
     assert sft(config)["steps"] == 4
     logged = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
     # as if the run had died after its third step: the last checkpoint and the end products are gone
