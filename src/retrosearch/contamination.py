@@ -62,6 +62,11 @@ def contains(sequence: tuple[str, ...], part: tuple[str, ...]) -> bool:
 DEFAULT_MIN_COVERAGE = 0.5
 
 
+def check_min_coverage(value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ValueError(f"--min-coverage must be between 0 and 1 (got {value})")
+
+
 @dataclass(frozen=True)
 class BenchmarkProblem:
     benchmark: str
@@ -99,8 +104,7 @@ class ContaminationIndex:
     ) -> None:
         if n < 1:
             raise ValueError(f"--ngram must be at least 1 (got {n})")
-        if not 0 <= min_coverage <= 1:
-            raise ValueError(f"--min-coverage must be between 0 and 1 (got {min_coverage})")
+        check_min_coverage(min_coverage)
         self.n = n
         self.min_coverage = min_coverage
         self.math_check = math_check

@@ -12,7 +12,6 @@ seed gets N, and the run folder (unless given) gets a `-seedN` suffix, so repeat
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import sys
@@ -33,7 +32,7 @@ from retrosearch.pipelines.comparison import (
     table_rows,
     trained_on,
 )
-from retrosearch.stages.folder import MANIFEST, RunError, now, versions
+from retrosearch.stages.folder import MANIFEST, RunError, manifest_of, now, versions
 from retrosearch.stages.registry import COMMANDS, as_option, command_line
 from retrosearch.tables import markdown
 
@@ -232,9 +231,8 @@ def provenance(steps: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict[s
     the exact command (`retrosearch show-config FOLDER`)."""
     found = {}
     for name, _, options in steps:
-        folder = Path(options["output"])
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8")) if (folder / MANIFEST).is_file() else {}
-        found[name] = {"folder": str(folder), "config_hash": manifest.get("config_hash")}
+        manifest = manifest_of(Path(options["output"])) or {}
+        found[name] = {"folder": options["output"], "config_hash": manifest.get("config_hash")}
     return found
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from retrosearch.config import at_least, option, overwrite_option
-from retrosearch.contamination import DEFAULT_MIN_COVERAGE, DEFAULT_NGRAM, ContaminationIndex
-from retrosearch.data.inputs import DataError, FieldMap, read_records, record_id, record_problem
+from retrosearch.contamination import DEFAULT_MIN_COVERAGE, DEFAULT_NGRAM, ContaminationIndex, check_min_coverage
+from retrosearch.data.inputs import DataError, FieldMap, read_problems, read_records, record_id, record_problem
 from retrosearch.data.outputs import write_jsonl
 from retrosearch.stages.eval import expand, load_benchmark
 from retrosearch.stages.folder import RunFolder
@@ -43,13 +43,11 @@ class DecontaminateConfig:
 
     def __post_init__(self) -> None:
         at_least(self, 1, "ngram", "limit")
-        if not 0 <= self.min_coverage <= 1:
-            raise ValueError(f"--min-coverage must be between 0 and 1 (got {self.min_coverage})")
+        check_min_coverage(self.min_coverage)
 
 
 def benchmark_index(config: DecontaminateConfig) -> tuple[ContaminationIndex, dict[str, int]]:
     """The index of every problem of the benchmarks named, and how many problems each gave."""
-    from retrosearch.data.inputs import read_problems
     from retrosearch.organism.task import split_size
 
     index = ContaminationIndex(config.ngram, config.min_coverage, config.math_check)
@@ -65,12 +63,18 @@ def benchmark_index(config: DecontaminateConfig) -> tuple[ContaminationIndex, di
     return index, counts
 
 
-def problems(config: DecontaminateConfig) -> Iterator[tuple[int, str, str, str]]:
-    """(row number, id, 'file:line', problem text) of each input row, up to --limit."""
-    fields = FieldMap(id=config.id_field)
+def records(config: DecontaminateConfig) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """(row number, record, 'file:line') of each input row, up to --limit."""
     for number, (record, where) in enumerate(read_records(config.input), start=1):
         if config.limit is not None and number > config.limit:
             return
+        yield number, record, where
+
+
+def problems(config: DecontaminateConfig) -> Iterator[tuple[int, str, str, str]]:
+    """(row number, id, 'file:line', problem text) of each input row, up to --limit."""
+    fields = FieldMap(id=config.id_field)
+    for number, record, where in records(config):
         yield (
             number,
             record_id(record, fields, where, f"row-{number}"),
@@ -105,11 +109,7 @@ def find_matches(config: DecontaminateConfig, index: ContaminationIndex, total: 
 
 
 def clean_records(config: DecontaminateConfig, dropped: set[int]) -> Iterator[dict[str, Any]]:
-    for number, (record, _) in enumerate(read_records(config.input), start=1):
-        if config.limit is not None and number > config.limit:
-            return
-        if number not in dropped:
-            yield record
+    return (record for number, record, _ in records(config) if number not in dropped)
 
 
 def decontaminate(config: DecontaminateConfig, quiet: bool = False) -> dict[str, Any]:

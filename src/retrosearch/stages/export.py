@@ -18,14 +18,16 @@ from typing import Any, Literal
 from retrosearch.config import option, overwrite_option
 from retrosearch.data.inputs import DataError
 from retrosearch.data.outputs import write_whole
-from retrosearch.stages.folder import MANIFEST, RunFolder
+from retrosearch.engines.base import PromptConfig
+from retrosearch.stages.folder import MANIFEST, SUMMARY, RunFolder, manifest_of
+from retrosearch.stages.generate import SAMPLES_FILE, TRACES_FILE
+from retrosearch.stages.revise import OUTPUT_FILE, SEARCHED
 from retrosearch.stages.template import run_once
 
 Layout = Literal["record", "messages", "sharegpt", "prompt-completion"]
 CARD = "README.md"
 DATA = "data"
 SHARD_BYTES = 256 * 2**20  # Arrow bytes per Parquet shard: the Hub's viewer and `datasets` stream shards this size
-SEARCHED = ("revised", "unchanged")
 CITATION = """@article{lu2025retrosearch,
   title   = {Retro-Search: Exploring Untaken Paths for Deeper and Efficient Reasoning},
   author  = {Lu, Ximing and Han, Seungju and Acuna, David and Kim, Hyunwoo and Jung, Jaehun and Prabhumoye, Shrimai
@@ -64,9 +66,9 @@ class Example:
 
 
 def read_manifest(run: Path) -> dict[str, Any]:
-    if not (run / MANIFEST).is_file():
+    manifest = manifest_of(run)
+    if manifest is None:
         raise DataError(f"{run}: no {MANIFEST}; give a run folder that retrosearch wrote (revise, cut, generate …)")
-    manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
     if not manifest.get("finished"):
         raise DataError(f"{run}: the run has not finished; rerun its command (it resumes), then export")
     return manifest
@@ -84,14 +86,14 @@ def examples(run: Path, command: str, config: ExportConfig) -> Iterator[Example]
     if command in ("revise", "cut"):
         if config.layout == "record" and config.trace == "original":
             raise DataError("--layout record holds each row's revised trace; export --trace original as messages")
-        for row in _jsonl(run / "revised.jsonl"):
+        for row in _jsonl(run / OUTPUT_FILE):
             if row["status"] in SEARCHED or (config.all_rows and row["status"] != "error"):
                 yield Example(row["id"], row["problem"], row[config.trace], row["gold"], row["record"])
         return
     if config.trace != "revised":
         raise DataError(f"--trace {config.trace} is for revise and cut runs; {run} is a {command} run")
     if command in ("generate", "select"):
-        files = [run / "traces.jsonl"] if (run / "traces.jsonl").is_file() else [run / "samples.jsonl"]
+        files = [run / TRACES_FILE] if (run / TRACES_FILE).is_file() else [run / SAMPLES_FILE]
     elif command == "eval":
         files = sorted(run.glob("*/generate/samples.jsonl"))
     else:
@@ -107,9 +109,7 @@ def examples(run: Path, command: str, config: ExportConfig) -> Iterator[Example]
 def system_prompt(manifest: dict[str, Any]) -> str | None:
     """The system prompt the run's model was given, if any (the exported chats carry it)."""
     prompt = manifest.get("config", {}).get("EngineConfig", {}).get("prompt") or {}
-    if prompt.get("system_prompt_file"):
-        return Path(prompt["system_prompt_file"]).read_text(encoding="utf-8")
-    return prompt.get("system_prompt")
+    return PromptConfig(**prompt).system()
 
 
 def laid_out(example: Example, layout: Layout, system: str | None) -> dict[str, Any]:
@@ -188,10 +188,10 @@ def source_of(settings: dict[str, Any]) -> str | None:
 def decontamination_of(source: str | None) -> str:
     """What the card says about decontamination: the summary of the decontaminate run the input came from."""
     folder = Path(source).parent if source else None
-    if folder and (folder / MANIFEST).is_file() and (folder / "summary.json").is_file():
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    if folder and (folder / SUMMARY).is_file():
+        manifest = manifest_of(folder) or {}
         if manifest.get("command") == "decontaminate":
-            found = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+            found = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
             against = ", ".join(f"{name} ({count:,} problems)" for name, count in found["against"].items())
             return (
                 f"The input was decontaminated with `{manifest['command_line']}`: {found['contaminated']:,} of "
@@ -305,7 +305,7 @@ def export(config: ExportConfig, quiet: bool = False) -> dict[str, Any]:
         raise ValueError("export needs RUN: a finished run folder of revise, cut, generate, select or eval")
     run = Path(config.run)
     manifest = read_manifest(run)
-    summary = json.loads((run / "summary.json").read_text(encoding="utf-8")) if (run / "summary.json").is_file() else {}
+    summary = json.loads((run / SUMMARY).read_text(encoding="utf-8")) if (run / SUMMARY).is_file() else {}
     if next(examples(run, manifest["command"], config), None) is None:  # refused before anything is written
         raise DataError(f"{run}: no rows to export (use --all-rows for rows that were not searched or not correct)")
 

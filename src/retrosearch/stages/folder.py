@@ -167,6 +167,18 @@ def open_run(
             yield RunFolder(output, payload, digest, inputs, earlier)
 
 
+def manifest_of(folder: Path) -> dict[str, Any] | None:
+    """A run folder's manifest; None where the folder has none (each caller says what it needed the folder to be),
+    and one line where the file is broken."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path}:{error.lineno}: broken JSON ({error.msg}); is the run folder damaged?") from None
+
+
 def all_runs_seconds(summary: dict[str, Any]) -> float:
     """A summary's seconds over every run of its folder; one written before those were counted holds only its
     last run's."""

@@ -20,6 +20,7 @@ from retrosearch.stages.folder import (
     all_runs_seconds,
     comparable,
     differing_keys,
+    manifest_of,
 )
 from retrosearch.stages.revise import OUTPUT_FILE, ReviseConfig, RevisedRow, field_map, parse_shard, summarize
 from retrosearch.stages.template import read_rows, run_once
@@ -35,10 +36,9 @@ class MergeConfig:
 
 
 def _shard_manifest(folder: str) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST
-    if not path.exists():
+    manifest = manifest_of(Path(folder))
+    if manifest is None:
         raise RunError(f"{folder}: no {MANIFEST}; merge takes the run folders of `revise --shard i/n`")
-    manifest = json.loads(path.read_text())
     config = manifest.get("config", {}).get("ReviseConfig")
     if not config or not config.get("shard"):
         raise RunError(f"{folder} is not the run folder of a `revise --shard i/n` run")

@@ -23,6 +23,7 @@ from retrosearch.stages.template import RowStage, run_stage
 from retrosearch.trace import Trace, parse
 
 OUTPUT_FILE = "revised.jsonl"
+SEARCHED = ("revised", "unchanged")  # the statuses of rows that were searched (and are correct)
 LONGER_THAN_LIMIT = "longer than --max-input-tokens"
 NO_SWITCH = "no thought switch"
 

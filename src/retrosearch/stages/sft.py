@@ -23,10 +23,9 @@ from retrosearch.engines import resolve_model
 from retrosearch.engines.base import PromptConfig, chat_prompt, encode
 from retrosearch.prompting import completion_part
 from retrosearch.stages.folder import RunFolder
-from retrosearch.stages.revise import RevisedRow
+from retrosearch.stages.revise import SEARCHED, RevisedRow
 from retrosearch.stages.template import run_once
 
-SEARCHED = ("revised", "unchanged")
 TRAINED_ON = ("input_ids", "completion_mask")  # what each training pair gives TRL (already tokenized)
 TRAINING_LOG = "training_log.jsonl"  # the loss and learning rate at every logging step, for the report's curves
 LOGGED = ("step", "epoch", "loss", "learning_rate", "grad_norm")

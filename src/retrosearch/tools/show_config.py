@@ -11,6 +11,7 @@ from typing import Any
 from retrosearch.config import option
 from retrosearch.data.inputs import DataError
 from retrosearch.stages.folder import MANIFEST
+from retrosearch.stages.folder import manifest_of as recorded
 
 
 @dataclass(frozen=True)
@@ -20,13 +21,10 @@ class ShowConfigConfig:
 
 
 def manifest_of(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST
-    if not path.is_file():
+    manifest = recorded(folder)
+    if manifest is None:
         raise DataError(f"{folder}: no {MANIFEST}; give a run folder that retrosearch wrote")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}:{error.lineno}: broken JSON ({error.msg})") from None
+    return manifest
 
 
 def stage_folders(folder: Path) -> list[Path]:
