@@ -4,11 +4,11 @@
 
 Reads the recipe's revise output (the SFT data, original vs revised), any other dataset stage's output (a cut's or a
 second revise's revised.jsonl, a select's traces.jsonl) and every eval-* folder (the students' samples on the
-held-out set) and prints one JSON line: per source, lines of thought per trace; how often a line
-that shows the cue (its candidate is the answer, which its second result reveals) is abandoned, against every
-other line (pruning, which is harmless); the line of the first success; the share of successful traces that
-re-check after it and the re-checks they write; the share of steps written after the first success; and the
-share of traces whose first candidate is already the answer (luck, which no student can learn).
+held-out set) and prints one JSON line: per source, lines of thought per trace; how often a line whose cue says yes
+(`… , need 4 , yes`: it would succeed) is abandoned right there (under-thinking), against a line whose cue says no
+(pruning, which is harmless); lines ended before their cue; the line of the first success; the share of successful
+traces that re-check after it and the re-checks they write; the share of steps written after the first success; and
+the share of traces whose first candidate is already the answer (luck, which no student can learn).
 """
 
 from __future__ import annotations
@@ -29,33 +29,31 @@ def _mean(values: list[float]) -> float | None:
 
 def habit_figures(pairs: list[tuple[str, str]]) -> dict[str, float | None]:
     lines, first_success, rechecks, recheck_counts, after_share, first_right = [], [], [], [], [], []
-    cue_lines = cue_abandoned = other_lines = other_abandoned = 0
+    said: dict[bool | None, list[bool]] = {True: [], False: [], None: []}  # per cue: was the line abandoned
     for problem_text, response in pairs:
         problem = parse_problem(problem_text)
         found = lines_of_thought(response)
         lines.append(len(found))
         successes = [index for index, line in enumerate(found) if line.succeeded]
         for line in found[: successes[0] + 1 if successes else len(found)]:  # re-checks apart
-            if line.candidate == problem.answer:
-                cue_lines += 1
-                cue_abandoned += not line.completed
-            else:
-                other_lines += 1
-                other_abandoned += not line.completed
+            said[line.cue].append(not line.completed)
         if successes:
             first_success.append(successes[0] + 1)
             later = len(found) - successes[0] - 1
             rechecks.append(later > 0)
             recheck_counts.append(later)
             steps = [step for step in parse(response).steps if step.strip()]
-            first_yes = next(index for index, step in enumerate(steps) if step.rstrip().endswith(", yes"))
+            success = f", want {problem.target} , yes"
+            first_yes = next(index for index, step in enumerate(steps) if step.rstrip().endswith(success))
             after_share.append((len(steps) - first_yes - 1) / len(steps))
         first_right.append(bool(found) and found[0].candidate == problem.answer)
+    considered = sum(map(len, said.values()))
     return {
         "traces": len(pairs),
         "lines_per_trace": _mean(lines),
-        "cue_lines_abandoned_share": round(cue_abandoned / cue_lines, 3) if cue_lines else None,
-        "other_lines_abandoned_share": round(other_abandoned / other_lines, 3) if other_lines else None,
+        "cue_yes_lines_abandoned_share": _mean(said[True]),
+        "cue_no_lines_abandoned_share": _mean(said[False]),
+        "lines_ended_before_their_cue_share": round(len(said[None]) / considered, 3) if considered else None,
         "first_success_line": _mean(first_success),
         "recheck_after_success_share": _mean(rechecks),
         "rechecks_per_success": _mean(recheck_counts),

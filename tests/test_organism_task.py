@@ -83,9 +83,10 @@ def test_habit_rates_follow_the_settings():
     assert max(rechecks) == Habits().max_rechecks
 
 
-def test_a_line_shows_its_cue_before_its_last_step():
-    """The first step works the last operation backwards; a line's second result equals it exactly when the
-    line will succeed, so a reader can tell a promising line before it ends."""
+def test_a_line_says_at_its_cue_whether_it_will_succeed():
+    """The first step works the last operation backwards; a line's second result is compared with it right there
+    (`… , need 4 , yes`), and says yes exactly when the line will succeed: a reader can tell a promising line
+    before it ends from the step just written."""
     for record in teacher_traces(300):
         problem = record.problem
         first = next(step for step in parse(record.text).steps if step.strip())
@@ -94,6 +95,17 @@ def test_a_line_shows_its_cue_before_its_last_step():
         for candidate in range(10):
             second = problem.chain(candidate)[1][2]
             assert (second == needed) == (candidate == problem.answer)
+        for line in lines_of_thought(record.text):
+            assert line.cue == (line.candidate == problem.answer)  # every line reaches its cue
+            assert not line.completed or line.succeeded == line.cue
+        cues = [step for step in parse(record.text).steps if f", need {needed} , " in step]
+        assert len(cues) == len(lines_of_thought(record.text))
+    assert check_step("4 + 6 = 0 , need 0 , yes") is True
+    assert check_step("4 + 6 = 0 , need 0 , yes", target=9) is True  # the need is the backwards step's to check
+    assert check_step("4 + 6 = 0 , need 3 , yes") is False
+    assert check_step("4 + 6 = 0 , need 3 , no") is True
+    assert check_step("4 + 6 = 0 , need 0 , no") is False
+    assert check_step("4 + 6 = 1 , need 1 , yes") is False  # the arithmetic first
     assert check_step("to get 5 by + 1 need 4", target=5) is True
     assert check_step("to get 5 by + 1 need 3", target=5) is False
     assert check_step("to get 6 by + 1 need 5", target=5) is False
@@ -105,7 +117,8 @@ def test_over_thinking_puts_a_large_share_of_tokens_after_the_first_success():
     for record in teacher_traces(600):
         if record.correct and not record.gave_up:
             tokens = len(tokenizer(record.text)["input_ids"])
-            after = len(tokenizer(record.text[record.text.index(", yes") :])["input_ids"])
+            success = f", want {record.problem.target} , yes"
+            after = len(tokenizer(record.text[record.text.index(success) :])["input_ids"])
             shares.append(after / tokens)
     assert statistics.fmean(shares) > 0.25
 

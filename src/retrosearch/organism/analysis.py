@@ -9,26 +9,32 @@ from retrosearch.organism.task import Problem, check_step
 from retrosearch.trace import parse
 
 LINE_HEAD = re.compile(r"(?:try|check) x = (\d)(?: again)?$")
+VERDICT = re.compile(r", (need|want) \d , (yes|no)$")
 
 
 @dataclass
 class Line:
     head: str
     candidate: int
+    cue: bool | None = None  # what its cue said (None: the line ended before it)
     completed: bool = False
     succeeded: bool = False
 
 
 def lines_of_thought(response: str) -> list[Line]:
-    """The lines of thought of a trace: each tries one candidate; completed once it reaches its verdict."""
+    """The lines of thought of a trace: each tries one candidate, says yes or no at its cue, and is completed once it
+    reaches the target's verdict."""
     lines: list[Line] = []
     for step in parse(response).steps:
         head = LINE_HEAD.search(step.strip())
+        verdict = VERDICT.search(step.rstrip())
         if head:
             lines.append(Line(step.strip(), int(head.group(1))))
-        elif lines and step.rstrip().endswith((", yes", ", no")):
+        elif lines and verdict and verdict.group(1) == "need":
+            lines[-1].cue = verdict.group(2) == "yes"
+        elif lines and verdict:
             lines[-1].completed = True
-            lines[-1].succeeded = step.rstrip().endswith(", yes")
+            lines[-1].succeeded = verdict.group(2) == "yes"
     return lines
 
 

@@ -21,7 +21,7 @@ ADDENDS = tuple(range(1, 10))
 NUM_OPS = 3
 TEST_SHARE = 10  # one problem in TEST_SHARE is held out
 
-STEP_PATTERN = re.compile(r"^(\d) ([+*]) (\d) = (\d)(?: , want (\d) , (yes|no))?$")
+STEP_PATTERN = re.compile(r"^(\d) ([+*]) (\d) = (\d)(?: , (want|need) (\d) , (yes|no))?$")
 NEED_PATTERN = re.compile(r"^to get (\d) by ([+*]) (\d) need (\d)$")
 CANDIDATE_PATTERN = re.compile(r"\bx = (\d)\b")
 
@@ -129,6 +129,8 @@ def check_step(step: str, target: int | None = None) -> bool | None:
 
     A step that closes a line (`... = r , want t , yes` or `... , no`) and the step that works the last
     operation backwards (`to get t by op need v`) are also checked against the problem's target when one is given.
+    A line's cue (`... = r , need v , yes` or `... , no`) is checked against its own numbers: `v` itself is the
+    backwards step's, checked there.
     """
     need = NEED_PATTERN.match(step.strip())
     if need:
@@ -138,21 +140,22 @@ def check_step(step: str, target: int | None = None) -> bool | None:
     match = STEP_PATTERN.match(step.strip())
     if not match:
         return None
-    left, symbol, operand, result, wanted, verdict = match.groups()
+    left, symbol, operand, result, word, wanted, verdict = match.groups()
     if Op(symbol, int(operand)).apply(int(left)) != int(result):
         return False
     if verdict is None:
         return True
     if (verdict == "yes") != (result == wanted):
         return False
-    return target is None or int(wanted) == target
+    return word == "need" or target is None or int(wanted) == target
 
 
 def confirmed_candidate(steps: Sequence[str], index: int) -> str | None:
     """The answer `steps[index]` states, if it is a line's success step (`... = t , want t , yes`): the candidate
-    that line tried, named by the latest step before it that says `x = N` (`try x = N`, `check x = N again`)."""
+    that line tried, named by the latest step before it that says `x = N` (`try x = N`, `check x = N again`).
+    A cue's `need v , yes` states no answer: the line has one more operation to go."""
     match = STEP_PATTERN.match(steps[index].strip())
-    if match is None or match.group(6) != "yes":
+    if match is None or match.group(5) != "want" or match.group(7) != "yes":
         return None
     for step in reversed(steps[:index]):
         candidate = CANDIDATE_PATTERN.search(step)

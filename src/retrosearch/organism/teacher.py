@@ -10,13 +10,13 @@ Trace shape (the response of the assistant turn):
 
     3 + 2 = 5
 
-    5 * 3 = 5
+    5 * 3 = 5 , need 4 , no
 
     Wait , try x = 6
 
     6 + 2 = 8
 
-    8 * 3 = 4
+    8 * 3 = 4 , need 4 , yes
 
     Hmm , try x = 1
     ...
@@ -33,11 +33,15 @@ Trace shape (the response of the assistant turn):
     the answer is \\boxed{6}
 
 Steps are separated by a blank line; a new line of thought opens with a transition keyword. The first step
-works the last operation backwards (`to get 5 by + 1 need 4`): a line whose second result equals the value it
-needs will succeed, a cue anyone reading the trace can check. The habits:
+works the last operation backwards (`to get 5 by + 1 need 4`); a line's second result then carries the cue as a
+verdict on the line itself (`8 * 3 = 4 , need 4 , yes`): the line will succeed exactly when it says yes. The value
+needed is copied next to the result, so the verdict is a comparison of two neighbouring numbers, and the choice to
+go on or to switch can be read off the step just written (a small model does not learn to compare a result with a
+number many steps back). The habits:
 
-- under-thinking: the teacher abandons a line at that cue (`8 * 3 = 4` above) and only comes back to it later;
-- pruning (not a bad habit): it drops a line whose second result misses the cue;
+- under-thinking: the teacher abandons a line right after its `yes` (`8 * 3 = 4 , need 4 , yes` above) and only
+  comes back to it later;
+- pruning (not a bad habit): it drops a line right after its `no`;
 - over-thinking: after a line that succeeded it re-checks the answer, a full recomputation, again and again.
 """
 
@@ -59,8 +63,8 @@ THINK = FORMATS["r1"]
 class Habits:
     """How often the teacher under-thinks, prunes, over-thinks and gives up."""
 
-    under_thinking: float = 0.5  # chance to abandon a line that shows the cue (it would have succeeded)
-    prune: float = 0.6  # chance to abandon a line that misses the cue (it would have failed)
+    under_thinking: float = 0.5  # chance to abandon a line whose cue says yes (it would have succeeded)
+    prune: float = 0.6  # chance to abandon a line whose cue says no (it would have failed)
     over_thinking: float = 0.85  # chance to re-check the answer at least once after a line succeeded
     recheck_again: float = 0.55  # chance of each further re-check
     max_rechecks: int = 4
@@ -110,21 +114,33 @@ class TraceRecord:
         }
 
 
+def needed(problem: Problem) -> int:
+    """What the last operation must be given for the chain to end at the target."""
+    last = problem.ops[-1]
+    (value,) = [value for value in range(10) if last.apply(value) == problem.target]
+    return value
+
+
 def need_step(problem: Problem) -> str:
     """The last operation worked backwards: the value a line's second result must have to succeed."""
-    last = problem.ops[-1]
-    (needed,) = [value for value in range(10) if last.apply(value) == problem.target]
-    return f"to get {problem.target} by {last} need {needed}"
+    return f"to get {problem.target} by {problem.ops[-1]} need {needed(problem)}"
+
+
+def verdict(out: int, word: str, wanted: int) -> str:
+    return f" , {word} {wanted} , " + ("yes" if out == wanted else "no")
 
 
 def line_steps(problem: Problem, candidate: int, head: str) -> list[str]:
-    """All steps of one line of thought that tries `candidate`, the verdict on the last."""
+    """All steps of one line of thought that tries `candidate`: the cue's verdict on the one before the last, the
+    target's on the last."""
     steps = [head]
     chain = problem.chain(candidate)
     for index, (left, op, out) in enumerate(chain):
         step = f"{left} {op} = {out}"
-        if index == len(chain) - 1:
-            step += f" , want {problem.target} , " + ("yes" if out == problem.target else "no")
+        if index == len(chain) - 2:
+            step += verdict(out, "need", needed(problem))
+        elif index == len(chain) - 1:
+            step += verdict(out, "want", problem.target)
         steps.append(step)
     return steps
 
@@ -146,9 +162,9 @@ def solve(problem: Problem, rng: random.Random, habits: Habits = Habits()) -> Tr
         line = line_steps(problem, candidate, try_head(candidate, opener))
         record.lines += 1
         record.switches += opener is not None
-        promising = candidate == problem.answer  # its second result shows the cue
+        promising = candidate == problem.answer  # its cue says yes
         if rng.random() < (habits.under_thinking if promising else habits.prune):
-            line = line[:-1]  # stop at the cue, before the last operation
+            line = line[:-1]  # stop at the cue's verdict, before the last operation
             record.abandoned.append(candidate)
             if promising:
                 record.under_thinking = True
