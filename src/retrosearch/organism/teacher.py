@@ -63,11 +63,13 @@ THINK = FORMATS["r1"]
 class Habits:
     """How often the teacher under-thinks, prunes, over-thinks and gives up."""
 
-    under_thinking: float = 0.5  # chance to abandon a line whose cue says yes (it would have succeeded)
+    # The rates a sampled student shows are the data's sharpened by the temperature (0.6: a choice made 17% of the
+    # time is made 7% of the time), so a habit the students should keep unless taught otherwise is above one half
+    under_thinking: float = 0.65  # chance to abandon a line whose cue says yes (it would have succeeded)
     prune: float = 0.6  # chance to abandon a line whose cue says no (it would have failed)
-    over_thinking: float = 0.85  # chance to re-check the answer at least once after a line succeeded
-    recheck_again: float = 0.55  # chance of each further re-check
-    max_rechecks: int = 4
+    over_thinking: float = 0.95  # chance to re-check the answer at least once after a line succeeded
+    recheck_again: float = 0.75  # chance of each further re-check
+    max_rechecks: int = 5  # the longest trace stays within the recipes' 512 new tokens
     max_lines: int = 10  # lines tried before giving up with a guess
     # Share of switches that open with "Wait" (the rest spread over the other keywords). Sampling at
     # temperature 0.6 and top-p 0.95 all but erases a habit whose mass is split over many keywords.

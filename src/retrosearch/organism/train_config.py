@@ -9,7 +9,7 @@ from retrosearch.config import option, overwrite_option
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = option(3000, "optimizer steps")
+    steps: int = option(2600, "optimizer steps")
     minutes: float | None = option(None, "stop after this much wall time (rerun to go on)", speed_only=True)
     batch_size: int = option(32, "traces per step")
     learning_rate: float = option(2e-3, "peak learning rate")
