@@ -18,7 +18,12 @@ rerun by name (`cd .mutation/GROUP && mutmut run NAME ...`).
 
 Each group runs in `.mutation/<group>/`: links to src/, tests/ and recipes/, and a pyproject.toml holding the
 project's pytest settings, the shared [tool.mutmut] settings and the group's modules and tests; mutmut keeps
-its cache (`mutants/`) there. Killed share = (killed + timeout) / (killed + timeout + survived). Mutants of code
+its cache (`mutants/`) there. Survivors reviewed as equivalent are listed in benchmarks/mutation_equivalents.toml by
+function and change (a mutant's number moves whenever its function changes; its change does not): their processes
+stop before any test (tests/conftest.py) and mutmut reports them "skipped", counted apart as
+reviewed_equivalent_not_run; an entry no mutant matched any more is printed under equivalents_unmatched (results
+mutmut cached before a change to the list keep their status: remove `mutants/` for a fresh judgement).
+Killed share = (killed + timeout) / (killed + timeout + survived). Mutants of code
 that runs in another process (math-verify inside the answer checker's pool) are tested by calling that code in
 process. Targets from the tests issues: >= 90% on search/, seeds.py and trace.py, >= 85% on stages/, the
 engine's batching and caches, the in-order writer and the report's run reader, >= 80% on the others.
@@ -57,6 +62,10 @@ TARGETS = {
     "retrosearch.data.outputs": 0.85,
     "retrosearch.tools.report.runs": 0.85,
 }
+EQUIVALENTS = ROOT / "benchmarks" / "mutation_equivalents.toml"
+sys.path.insert(0, str(ROOT / "tests"))
+from mutants import EQUIVALENTS_ENV, change_of, split_name  # noqa: E402  (the tests' helper, shared with conftest)
+
 LINE = re.compile(r"^\s*(?P<name>\S+)__mutmut_\d+: (?P<status>.+)$")
 COMPLETED = re.compile(r"Completed (?P<name>\S+)__mutmut_\d+: exit=-?\d+ \((?P<seconds>[\d.]+)s\)")
 LOG = Path("mutants") / "mutmut-debug.log"  # where mutmut's fork server logs each mutant's wall time
@@ -296,6 +305,37 @@ def prepare(name: str, group: Group) -> Path:
     return folder
 
 
+def reviewed_equivalents() -> dict[str, list[dict[str, str]]]:
+    """benchmarks/mutation_equivalents.toml by function, as the mutant processes read it."""
+    listing = tomllib.loads(EQUIVALENTS.read_text(encoding="utf-8"))
+    by_function: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for entry in listing["equivalent"]:
+        if entry["why"] not in listing["reasons"]:
+            sys.exit(f"{EQUIVALENTS.name}: {entry['function']}: reason {entry['why']!r} is not under [reasons]")
+        by_function[entry["function"]].append(entry)
+    return by_function
+
+
+def unmatched_equivalents(folder: Path, by_module: dict[str, dict[str, list[str]]]) -> list[str]:
+    """The reviewed entries of the group's modules that no mutant of the last run matched: their line changed, so
+    the mutant they named runs its tests again (and shows as killed or surviving) until the entry is updated."""
+    matched = set()
+    sources: dict[str, str] = {}
+    for statuses in by_module.values():
+        for mutant in statuses.get("skipped", []):
+            module, function, local = split_name(mutant)
+            path = folder / "mutants" / "src" / (module.replace(".", "/") + ".py")
+            source = sources.setdefault(module, path.read_text(encoding="utf-8"))
+            matched.add((f"{module}.{function}", *change_of(source, local)))
+    return [
+        f"{function}: {entry['before']!r} -> {entry['after']!r}"
+        for function, entries in reviewed_equivalents().items()
+        if module_of(function) in by_module
+        for entry in entries
+        if (function, entry["before"], entry["after"]) not in matched
+    ]
+
+
 def module_of(function: str) -> str:
     """'retrosearch.engines.watch.x_stop_end' -> 'retrosearch.engines.watch' (methods are 'xǁClassǁname')."""
     return function.rsplit(".", 1)[0]
@@ -346,6 +386,7 @@ def table(
         killed = len(statuses.get("killed", []))
         survived = statuses.get("survived", [])
         timeouts = len(statuses.get("timeout", []))
+        equivalent = len(statuses.get("skipped", []))
         judged = killed + len(survived) + timeouts
         share = (killed + timeouts) / judged if judged else 0.0
         modules[module] = {
@@ -355,6 +396,7 @@ def table(
             "timeout": timeouts,
             "survived": len(survived),
             "not_covered": len(statuses.get("no tests", [])),
+            "reviewed_equivalent_not_run": equivalent,
             "killed_share": round(share, 3),
             "target": target_for(module),
             "target_met": share >= target_for(module),
@@ -381,25 +423,31 @@ def main() -> int:
     }
     modules: dict[str, dict] = {}
     seconds: dict[str, float] = {}
+    unmatched: dict[str, list[str]] = {}
     for name in chosen:
         folder = WORK / name
         if not args.report:
             for old_log in [*(folder / LOG).parent.glob(LOG.name + "*"), folder / TOO_SLOW]:
                 old_log.unlink(missing_ok=True)
+            listing = prepare(name, GROUPS[name]) / "equivalent-mutants.json"
+            listing.write_text(json.dumps(reviewed_equivalents(), ensure_ascii=False), encoding="utf-8")
             started = time.monotonic()
             subprocess.run(
                 [str(MUTMUT), "run"],
-                cwd=prepare(name, GROUPS[name]),
+                cwd=folder,
                 check=True,
                 stdout=subprocess.DEVNULL,
-                env=environment,
+                env={**environment, EQUIVALENTS_ENV: str(listing)},
             )
             seconds[name] = round(time.monotonic() - started, 1)
         if (folder / "mutants").is_dir():
-            modules.update(table(name, results(folder), mutant_seconds(folder), too_slow(folder)))
+            by_module = results(folder)
+            modules.update(table(name, by_module, mutant_seconds(folder), too_slow(folder)))
+            unmatched[name] = unmatched_equivalents(folder, by_module)
     report = {
         "modules": modules,
         "all_targets_met": all(m["target_met"] for m in modules.values()),
+        "equivalents_unmatched": {group: entries for group, entries in unmatched.items() if entries},
         "wall_seconds_per_group": seconds,
         "wall_seconds": round(sum(seconds.values()), 1),
     }

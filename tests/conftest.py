@@ -46,6 +46,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """transformers' log handler holds the sys.stderr of the moment it is made. Made inside a test that captures
     output, it would write to that test's stream after it is closed, and a later test's command would show the
     logging module's own traceback: make it now, on the session's stream."""
+    stop_if_reviewed_equivalent()
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.get_logger("transformers")
@@ -76,11 +77,33 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
+def stop_if_reviewed_equivalent() -> None:
+    """Under mutmut, a mutant the project reviewed as equivalent (benchmarks/mutation_equivalents.toml) runs no
+    test: a survivor runs every test that reaches its function, seconds each, to show again what was read."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" not in mutant or not os.environ.get("RETROSEARCH_EQUIVALENT_MUTANTS"):
+        return
+    import importlib.util
+    import sys
+
+    from mutants import SKIPPED, SUSPICIOUS, is_reviewed_equivalent, split_name
+
+    module_name = split_name(mutant)[0]
+    module = sys.modules.get(module_name)
+    try:
+        origin = getattr(module, "__file__", None) or importlib.util.find_spec(module_name).origin
+        equivalent = is_reviewed_equivalent(mutant, Path(origin))
+    except Exception as error:  # pytest would exit 3, which mutmut counts as killed: report it as suspicious
+        pytest.exit(f"{mutant}: the reviewed-equivalent check failed: {error!r}", returncode=SUSPICIOUS)
+    if equivalent:
+        pytest.exit(f"{mutant}: reviewed as equivalent", returncode=SKIPPED)
+
+
 # Under mutmut, a test that runs this many times its recorded time (and at least MUTANT_MIN_SECONDS) fails: a
 # mutant that hangs an engine then fails its first test in seconds instead of holding its process until mutmut's
 # own limit, twice the time of every test that reaches the mutated function.
 MUTANT_SLOWDOWN = 5.0
-MUTANT_MIN_SECONDS = 20.0
+MUTANT_MIN_SECONDS = 10.0
 TOO_SLOW_LOG = "mutants-too-slow.log"  # in mutants/: one line per mutant failed this way, to review
 
 

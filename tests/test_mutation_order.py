@@ -44,7 +44,7 @@ def test_tests_of_one_session_fixture_value_stay_together_ordered_by_their_faste
 
 def test_under_a_mutant_a_test_far_past_its_recorded_time_fails_and_others_run_as_ever(pytester, monkeypatch):
     source = (Path(__file__).with_name("conftest.py")).read_text()
-    pytester.makeconftest(source.replace("MUTANT_MIN_SECONDS = 20.0", "MUTANT_MIN_SECONDS = 0.5"))
+    pytester.makeconftest(source.replace("MUTANT_MIN_SECONDS = 10.0", "MUTANT_MIN_SECONDS = 0.5"))
     pytester.makepyfile(
         test_hang="""
         import time
@@ -74,3 +74,48 @@ def test_under_a_mutant_a_test_far_past_its_recorded_time_fails_and_others_run_a
     (pytester.path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": recorded}))
     pytester.makepyfile(test_hang="import time\n\ndef test_quick():\n    time.sleep(0.7)\n")
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+MUTATED = '''
+def x_total__mutmut_orig(values):
+    """Sum."""
+    return sum(values, start=0)
+
+
+def x_total__mutmut_1(values):
+    """Sum."""
+    return sum(values, start=None)
+
+
+def x_total__mutmut_2(values):
+    """Sum."""
+    return sum(values, start=1)
+'''
+
+
+def test_a_mutants_change_is_read_from_the_mutated_source_whatever_its_number():
+    from mutants import change_of
+
+    assert change_of(MUTATED, "x_total__mutmut_1") == ("return sum(values, start=0)", "return sum(values, start=None)")
+    renumbered = MUTATED.replace("x_total__mutmut_1", "x_total__mutmut_7")
+    assert change_of(renumbered, "x_total__mutmut_7") == change_of(MUTATED, "x_total__mutmut_1")
+    assert change_of(MUTATED, "x_total__mutmut_2")[1] == "return sum(values, start=1)"
+
+
+def test_a_reviewed_equivalent_mutant_runs_no_test_and_is_reported_skipped(pytester, monkeypatch):
+    from mutants import EQUIVALENTS_ENV, SKIPPED
+
+    pytester.makeconftest((Path(__file__).with_name("conftest.py")).read_text())
+    pytester.makepyfile(mutated_module=MUTATED, test_it="def test_runs():\n    assert False, 'ran'\n")
+    listing = pytester.path / "equivalents.json"
+    change = {"before": "return sum(values, start=0)", "after": "return sum(values, start=None)", "why": "falsy"}
+    listing.write_text(json.dumps({"mutated_module.x_total": [change]}))
+    monkeypatch.setenv(EQUIVALENTS_ENV, str(listing))
+    monkeypatch.syspath_prepend(pytester.path)
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "mutated_module.x_total__mutmut_1")
+    assert pytester.runpytest_inprocess("-p", "no:cacheprovider").ret == SKIPPED
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "mutated_module.x_total__mutmut_2")  # another change: its tests run
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(failed=1)
+    monkeypatch.delenv(EQUIVALENTS_ENV)  # no list handed over: every mutant runs its tests
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "mutated_module.x_total__mutmut_1")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(failed=1)

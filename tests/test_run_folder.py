@@ -236,3 +236,30 @@ def test_another_local_model_or_other_shards_are_other_settings_however_written(
         reads("b", ("a", "b"))
     with pytest.raises(RunError, match=r"holds a run with other settings \(Reads\.shards\)"):
         reads("a", ("b", "a"))
+
+
+def test_a_config_hashes_the_same_in_every_version_and_key_order_with_its_inputs_apart():
+    """A run folder that an earlier retrosearch wrote resumes only if its config hashes as it did then."""
+    from retrosearch.stages.folder import _digest, comparable, config_hash
+
+    assert config_hash({"b": 1, "a": Path("x")}) == "385820f0096fd558"  # keys sorted, a Path as its text
+    assert config_hash({"a": Path("x"), "b": 1}) == "385820f0096fd558"
+    resolved = {"work": {"steps": 3}}
+    assert _digest(resolved, None) == _digest(resolved, {}) == config_hash(resolved)
+    assert _digest(resolved, {"input": "abc"}) == config_hash(
+        {"work": {"steps": 3}, "input_fingerprints": {"input": "abc"}}
+    )
+    assert comparable({"work": {"steps": Path("3")}}, ()) == {"work": {"steps": "3"}}
+
+
+def test_a_killed_runs_time_runs_from_its_start_to_its_last_write(tmp_path):
+    import os
+    from datetime import datetime
+
+    from retrosearch.stages.folder import seconds_so_far
+
+    started = datetime(2026, 1, 1, 12, 0, 0).timestamp()
+    (tmp_path / "rows.jsonl").write_text("")
+    os.utime(tmp_path / "rows.jsonl", (started + 0.25, started + 0.25))
+    manifest = {"started": datetime.fromtimestamp(started).isoformat(), "earlier_runs_seconds": 2.0}
+    assert seconds_so_far(tmp_path, manifest) == pytest.approx(2.25)
