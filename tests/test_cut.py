@@ -289,3 +289,32 @@ def test_a_local_tokenizer_counts_as_an_input_its_contents_and_all(tmp_path, cap
     assert main(command) == 2
     error = capsys.readouterr().err
     assert "holds a run with other" in error and "tokenizer" in error, error
+
+
+def test_the_cut_commands_limit_input_contents_overwrite_and_printing(tmp_path, capsys):
+    from dataclasses import replace
+
+    from retrosearch.stages.cut import CutConfig, cut
+    from retrosearch.stages.folder import RunError
+
+    source = tmp_path / "traces.jsonl"
+    source.write_text("".join(json.dumps({**LAYOUTS["r1"], "id": f"r{n}"}) + "\n" for n in range(3)))
+    config = CutConfig(input=str(source), output=str(tmp_path / "run"), limit=2)
+    summary = cut(config, quiet=True)
+    printed = capsys.readouterr()
+    assert printed.out == "" and "cut: 100%" in printed.err and "2/2" in printed.err  # the bar, its label and total
+    path = tmp_path / "run" / "revised.jsonl"
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["r0", "r1"]
+    assert summary["samples"] == 2 and summary["rows"] == str(path)
+    source.write_text("".join(json.dumps({**LAYOUTS["r1"], "id": f"s{n}"}) + "\n" for n in range(3)))
+    with pytest.raises(RunError, match="input"):  # the input's contents are part of the run
+        cut(config, quiet=True)
+    cut(replace(config, overwrite=True), quiet=True)
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["s0", "s1"]
+    cut(replace(config, output=str(tmp_path / "shown")))
+    assert "retrosearch cut" in capsys.readouterr().out  # printed unless asked to be quiet
+    assert CutConfig(input="x", limit=1).limit == 1
+    with pytest.raises(ValueError, match="--limit must be at least 1"):
+        CutConfig(input="x", limit=0)
+    with pytest.raises(ValueError, match=r"^cut needs --input: a traces file or dataset id$"):
+        cut(CutConfig())

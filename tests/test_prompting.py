@@ -55,6 +55,13 @@ def test_the_join_keeps_what_differs_after_the_marker():
     assert stored("A: <think>\n", "<think>\nTry.") == "<think>\nTry."  # a model that opened it again: kept
     assert stored("A: <think>\n", "\n<think>Try.") == "\n<think>Try."  # after whitespace, and without its newline
     assert stored("A: <think>\n", "Try.") == "<think>\nTry."
+    assert overlap("A: <think>\n\n", "<think>\n\nTry.") == len("<think>\n\n")  # all the whitespace both have
+
+
+def test_only_a_marker_at_the_prompts_end_opens_the_reasoning_wherever_else_one_stands():
+    assert opened_by("<think>\n") == "<think>\n"  # a prompt that is only the marker
+    assert opened_by("Q: why <think> here?\nA: <think>\n") == "<think>\n"  # the last one counts
+    assert opened_by("A: <think>\nsomething") == ""
 
 
 @pytest.mark.parametrize("before", ["\n", " ", "\n\n  "])

@@ -48,7 +48,7 @@ def error_ids(rows: Iterable[Any]) -> list[str]:
     return [row.id for row in rows if isinstance(row, ErrorRow)][:ERROR_IDS_SHOWN]
 
 
-async def row_or_error(work: Callable[[Any], Awaitable[Any]], item: HasId, position: int = 0) -> Any:
+async def row_or_error(work: Callable[[Any], Awaitable[Any]], item: HasId, position: int) -> Any:
     """The item's output row; an exception becomes an error row, so one bad sample never stops a run. Its
     requests carry `position`: engines serve earlier items first."""
     WORK_POSITION.set(position)  # this task's own context: other items keep theirs
