@@ -75,10 +75,24 @@ def test_generate_and_eval_on_ray_write_the_single_process_output(words, rows, t
     assert summary["replicas_used"] == 2  # both actors returned rows, not one doing all the work
 
 
-def test_every_replica_gets_a_block_of_a_small_run():
-    from retrosearch.executors.ray import block_size
+def test_every_replica_gets_work_on_a_small_run_and_a_chunk_starts_before_the_last_drains():
+    from retrosearch.executors.ray import chunk_size
 
-    assert block_size(20, 2, 128) == 10  # generate --limit 20 --replicas 2: two blocks, not one
-    assert block_size(1000, 2, 128) == 128
-    assert block_size(3, 4, 128) == 1
-    assert block_size(0, 2, 128) == 1
+    assert chunk_size(20, 2, 128) == 10  # generate --limit 20 --replicas 2: a chunk for each, not one for both
+    assert chunk_size(1000, 2, 128) == 64  # half the in-flight share: the next chunk goes out while one finishes
+    assert chunk_size(1000, 2, 5) == 3
+    assert chunk_size(3, 4, 128) == 1
+    assert chunk_size(0, 2, 128) == 1
+
+
+def test_items_of_a_lost_actor_go_out_again_first_and_in_order():
+    from retrosearch.executors.ray import Queue
+
+    queue = Queue(iter([(0, "a"), (1, "b"), (2, "c"), (3, "d"), (4, "e")]))
+    assert queue.take(2) == [(0, "a"), (1, "b")]
+    assert queue.take(1) == [(2, "c")]
+    queue.put_back([(1, "b"), (0, "a")])
+    assert not queue.empty()
+    assert queue.take(2) == [(0, "a"), (1, "b")]
+    assert queue.take(5) == [(3, "d"), (4, "e")]
+    assert queue.empty() and queue.take(1) == []

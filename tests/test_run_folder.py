@@ -263,3 +263,12 @@ def test_a_killed_runs_time_runs_from_its_start_to_its_last_write(tmp_path):
     os.utime(tmp_path / "rows.jsonl", (started + 0.25, started + 0.25))
     manifest = {"started": datetime.fromtimestamp(started).isoformat(), "earlier_runs_seconds": 2.0}
     assert seconds_so_far(tmp_path, manifest) == pytest.approx(2.25)
+
+
+def test_a_broken_summary_is_one_line_and_a_missing_one_none(tmp_path):
+    from retrosearch.stages.folder import summary_of
+
+    assert summary_of(tmp_path) is None
+    (tmp_path / "summary.json").write_text('{"samples": 3,\n "wall_seconds": ')
+    with pytest.raises(RunError, match=r"summary.json:2: broken JSON .*is the run folder damaged"):
+        summary_of(tmp_path)

@@ -336,3 +336,14 @@ def test_a_revise_output_with_no_searched_row_is_one_line(tmp_path):
     with pytest.raises(DataError) as error:
         training_pairs(SFTRunConfig(input=str(source), trace_field="revised"), _tokenizer())
     assert str(error.value) == f"{source}: no rows to train on"
+
+
+def test_a_partial_checkpoint_of_a_run_killed_while_saving_is_passed_over(tmp_path):
+    from retrosearch.stages.sft import last_checkpoint
+
+    for step, complete in ((2, True), (10, True), (11, False)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # by step number, not name order
+    assert last_checkpoint(tmp_path / "elsewhere") is None

@@ -28,7 +28,8 @@ class HasId(Protocol):
 @dataclass
 class RunStats:
     skipped_existing: int = 0  # finished by an earlier run of the same command
-    replicas_used: int = 0  # engines that wrote rows in this run (Ray: actors that returned a block)
+    replicas_used: int = 0  # engines that wrote rows in this run (Ray: actors that returned a row)
+    items_redone: int = 0  # items given out again because the actor holding them died (Ray)
 
 
 @dataclass

@@ -1,14 +1,14 @@
 """The Ray executor (`--ray`): a pool of actors, each owning one engine, for any generating stage.
 
-Pending items are read lazily and go, in blocks of at most `--concurrency` (smaller on a small run, so every
-replica gets one), to `--replicas` actors (each with `--gpus-per-replica` GPUs and its own engine, loaded once for
-the actor's life and kept across the stage runs of one command); an actor runs a block with the stage's own
-worker, built from its picklable spec, and the driver appends a block's rows the moment it is back (the stage puts
-the file in input order when the run ends), so nothing waits for the whole dataset or for a slow block, and a rerun
-resumes. Sampling depends only
-on each item's own seeds, so the rows are the ones a single process writes. An actor that dies is replaced
-and its block given out again; rows only reach the file from finished blocks, so nothing is lost or written
-twice. This module knows no stage.
+`--replicas` actors (each with `--gpus-per-replica` GPUs and its own engine, loaded once for the actor's life and
+kept across the stage runs of one command) take pending items in input order, in chunks small enough that every
+replica has work on a small run, and keep up to `--concurrency` items in flight each. An actor streams each row
+back the moment its item finishes (a Ray streaming generator), and the driver appends it at once, so the run
+folder holds every finished row as an in-process run's does, and a rerun resumes. Sampling depends only on each
+item's own seeds, so the rows are the ones a single process writes (the stage puts the file in input order when
+the run ends). An actor that dies (or its node) is replaced and only its items still in flight go out again,
+earliest first; they are counted in the summary (`ray_items_redone`). A pool Ray cannot place fails in one line.
+This module knows no stage.
 
 The pool is plain Ray actors rather than Ray Data's `map_batches` actor pool: with Ray 2.60, killing one
 of its actors left that actor's blocks pending until the 30-minute no-progress timeout (seen here), with
@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
@@ -30,11 +32,34 @@ from retrosearch.executors.base import Executor, ExecutorConfig, Worker, WorkerS
 from retrosearch.runner import HasId, RunStats, pending, row_or_error
 
 MAX_REPLACEMENTS = 8  # actors that may die in one run before it gives up
+ACTOR_START_SECONDS = 600.0  # a pool Ray has not placed by then is reported rather than waited on forever
 
 
-def block_size(total: int, replicas: int, concurrency: int) -> int:
-    """Items per block: at most `concurrency`, and few enough that every replica gets a block of a small run."""
-    return max(1, min(concurrency, math.ceil(total / replicas)))
+class Queue:
+    """The items still to hand out, with their positions in the run: those of actors that died first (earliest
+    first), then the pending ones in input order, read only as they are taken."""
+
+    def __init__(self, fresh: Iterator[tuple[int, HasId]]) -> None:
+        self.fresh = fresh
+        self.again: deque[tuple[int, HasId]] = deque()
+
+    def take(self, count: int) -> list[tuple[int, HasId]]:
+        chunk = [self.again.popleft() for _ in range(min(count, len(self.again)))]
+        return chunk + [entry for _, entry in zip(range(count - len(chunk)), self.fresh, strict=False)]
+
+    def put_back(self, entries: Iterable[tuple[int, HasId]]) -> None:
+        self.again = deque(sorted([*self.again, *entries], key=lambda entry: entry[0]))
+
+    def empty(self) -> bool:
+        if not self.again:
+            self.again.extend(self.take(1))
+        return not self.again
+
+
+def chunk_size(total: int, replicas: int, concurrency: int) -> int:
+    """Items per call to an actor: half its in-flight share (so a new chunk starts before the last one drains),
+    and few enough that every replica gets work on a small run."""
+    return max(1, min(math.ceil(concurrency / 2), math.ceil(total / replicas)))
 
 
 class EngineActor:
@@ -50,104 +75,138 @@ class EngineActor:
         self.spec: WorkerSpec | None = None
         self.worker: Worker | None = None
 
-    def work(self, spec: WorkerSpec, block: list[HasId]) -> list[dict[str, Any]]:
-        """Rows for a block of items, all in flight at once on this actor's engine."""
+    async def ready(self) -> str:
+        """The node this actor runs on, once its engine is loaded."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    async def work(self, spec: WorkerSpec, chunk: list[tuple[int, HasId]]) -> AsyncIterator[Any]:
+        """Each item's row as soon as it is finished; every item of the chunk in flight at once on this actor's
+        engine, beside the other chunks it serves, the earliest positions served first."""
         if spec != self.spec or self.worker is None:
             self.spec, self.worker = spec, spec.on(self.engine)
         worker = self.worker
+        tasks = [asyncio.ensure_future(row_or_error(worker, item, position)) for position, item in chunk]
+        for finished in asyncio.as_completed(tasks):
+            yield await finished
 
-        async def run() -> list[dict[str, Any]]:
-            return list(await asyncio.gather(*(row_or_error(worker, item, n) for n, item in enumerate(block))))
 
-        return asyncio.run(run())
+@dataclass
+class Call:
+    """One chunk on one actor: the items whose rows have not come back yet, by id."""
+
+    actor: Any
+    waiting: dict[str, tuple[int, HasId]] = field(default_factory=dict)
 
 
 class RayExecutor(Executor):
     def __init__(self, engine_config: EngineConfig, config: ExecutorConfig) -> None:
         super().__init__(engine_config, config)
         self.actors: list[Any] = []
-        self.idle: list[Any] = []
 
-    def _new_actor(self) -> Any:
+    def _options(self) -> tuple[dict[str, Any], int]:
+        """Each actor's resources and torch threads; a pool the cluster cannot hold is refused in one line."""
         import ray
 
-        if not self.actors:
+        replicas, gpus = self.config.replicas, self.config.gpus_per_replica
+        resources = ray.cluster_resources()
+        if gpus and replicas * gpus > resources.get("GPU", 0):
+            raise ValueError(
+                f"--replicas {replicas} x --gpus-per-replica {gpus:g} asks for {replicas * gpus:g} GPUs; the Ray "
+                f"cluster has {resources.get('GPU', 0):g}: ask for fewer replicas or add nodes"
+            )
+        cpus = max(1, int(resources.get("CPU", 1)) // replicas)
+        if not gpus and replicas > 2 * resources.get("CPU", 1):
+            raise ValueError(
+                f"--replicas {replicas} CPU actors need half a CPU each; the Ray cluster has "
+                f"{resources.get('CPU', 1):g} CPUs: ask for at most {2 * int(resources.get('CPU', 1))} replicas"
+            )
+        # SPREAD: replicas on as many nodes as can hold them, so one node's loss takes as few as it can
+        options = {"num_gpus": gpus, "num_cpus": 0 if gpus else cpus / 2, "scheduling_strategy": "SPREAD"}
+        return options, 1 if gpus else cpus
+
+    def _connect(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
             ray.init(
                 address=self.config.address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False
             )
-        replicas, gpus = self.config.replicas, self.config.gpus_per_replica
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // replicas)
-        options = {"num_gpus": gpus, "num_cpus": 0 if gpus else cpus / 2}
-        self.actors.append(ray.remote(**options)(EngineActor).remote(self.engine_config, 1 if gpus else cpus))
-        return self.actors[-1]
 
     def run(
         self, spec: WorkerSpec, items: Iterable[HasId], total: int, output: JsonlAppender, description: str
     ) -> RunStats:
-        """Blocks are read from `items` only as actors free up; each block's rows are written as it finishes."""
+        """Chunks are read from `items` only as actors have room; each row is written the moment it is back."""
         import ray
 
+        self._connect()
+        options, threads = self._options()
         stats = RunStats()
         progress = tqdm(total=total, desc=f"{description} (ray)", unit="sample")
+        size = chunk_size(total, self.config.replicas, self.concurrency)
+        queue = Queue(enumerate(pending(items, output, stats, progress)))
 
-        size = block_size(total, self.config.replicas, self.concurrency)
-
-        def fresh_blocks() -> Iterator[list[HasId]]:
-            block: list[HasId] = []
-            for item in pending(items, output, stats, progress):
-                block.append(item)
-                if len(block) == size:
-                    yield block
-                    block = []
-            if block:
-                yield block
-
-        source = fresh_blocks()
-        blocks: dict[int, list[HasId]] = {}  # given out and not yet written
-        again: list[int] = []  # blocks of actors that died
-        made = 0
-
-        def next_block_index() -> int | None:
-            nonlocal made
-            if again:
-                return again.pop(0)
-            block = next(source, None)
-            if block is None:
-                return None
-            blocks[made] = block
-            made += 1
-            return made - 1
-
-        running: dict[Any, tuple[int, Any]] = {}  # future -> (block index, actor)
+        calls: dict[Any, Call] = {}  # streaming generator -> its chunk
+        starting: dict[Any, Any] = {}  # an actor's ready() -> the actor, until its engine is loaded
         served: set[Any] = set()
         replaced = 0
+
+        def in_flight(actor: Any) -> int:
+            return sum(len(call.waiting) for call in calls.values() if call.actor is actor)
+
+        def lose(actor: Any, error: Exception) -> None:
+            nonlocal replaced
+            replaced += 1
+            if replaced > MAX_REPLACEMENTS:
+                raise RuntimeError(f"{replaced} Ray actors died; the last said: {error}") from None
+            gone = [generator for generator, call in calls.items() if call.actor is actor]
+            lost = [entry for generator in gone for entry in calls.pop(generator).waiting.values()]
+            queue.put_back(lost)
+            stats.items_redone += len(lost)
+            self.actors.remove(actor)
+            progress.write(f"a Ray actor died ({type(error).__name__}); its {len(lost)} samples in flight run again")
+
         try:
             while True:
-                while len(running) < self.config.replicas and (index := next_block_index()) is not None:
-                    actor = self.idle.pop() if self.idle else self._new_actor()
-                    running[actor.work.remote(spec, blocks[index])] = (index, actor)
-                if not running:
+                for _ in range(self.config.replicas - len(self.actors) - len(starting)):
+                    actor = ray.remote(**options)(EngineActor).remote(self.engine_config, threads)
+                    starting[actor.ready.remote()] = actor
+                for actor in self.actors:
+                    while in_flight(actor) <= self.concurrency - size and (chunk := queue.take(size)):
+                        generator = actor.work.remote(spec, chunk)
+                        calls[generator] = Call(actor, {item.id: (position, item) for position, item in chunk})
+                if not calls and queue.empty():
                     break
-                (done,), _ = ray.wait(list(running), num_returns=1)
-                index, actor = running.pop(done)
-                try:
-                    rows = ray.get(done)
-                except ray.exceptions.RayActorError as error:
-                    replaced += 1
-                    self.actors.remove(actor)
-                    if replaced > MAX_REPLACEMENTS:
-                        raise RuntimeError(f"{replaced} Ray actors died; the last said: {error}") from None
-                    progress.write(f"a Ray actor died; its block of {len(blocks[index])} samples runs again")
-                    again.insert(0, index)
+                ready, _ = ray.wait([*calls, *starting], num_returns=1, timeout=None if calls else ACTOR_START_SECONDS)
+                if not ready:
+                    raise ValueError(
+                        f"Ray placed none of {len(starting)} actors within {ACTOR_START_SECONDS:.0f} s (each asks for "
+                        f"{options}; the cluster has {ray.available_resources()} free): free or add resources"
+                    )
+                if ready[0] in starting:
+                    actor = starting.pop(ready[0])
+                    ray.get(ready[0])  # an engine that failed to load raises here, with its own message
+                    self.actors.append(actor)
                     continue
-                self.idle.append(actor)
-                served.add(actor)
-                for row in rows:  # on disk as soon as the block is back; put in input order when the run ends
-                    output.write(row)
-                    progress.update(1)
-                del blocks[index]
+                generator = ready[0]
+                call = calls[generator]
+                try:
+                    row = ray.get(next(generator))
+                except StopIteration:
+                    del calls[generator]
+                    continue
+                except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:
+                    lose(call.actor, error)
+                    continue
+                del call.waiting[row.id]
+                served.add(call.actor)
+                output.write(row)
+                progress.update(1)
         finally:
             progress.close()
+            for actor in starting.values():  # replacements the run no longer needed
+                ray.kill(actor)
         stats.replicas_used = len(served)
         return stats
 
@@ -158,4 +217,3 @@ class RayExecutor(Executor):
             for actor in self.actors:
                 ray.kill(actor)
             self.actors.clear()
-            self.idle.clear()

@@ -5,7 +5,9 @@ generate, revise, merge, select, cut, sft, eval, teacher, organism-train — and
 command-line options), `table` (the eval stages whose results make the final table), `baseline` (the table's stage
 the others are compared with) and `data_cost` (per table stage, the stages whose model work made its SFT data beyond
 the original traces: their generated tokens and seconds become the table's cost columns). `{output}` and
-`{stage_name}` in an option are replaced by the run folder and by that stage's output. Rerunning a recipe
+`{stage_name}` in an option are replaced by the run folder and by that stage's output. A stage's `launcher` (or
+`--sft-launcher` for every sft stage) runs it as `LAUNCHER -m retrosearch.cli COMMAND OPTIONS`, e.g.
+`accelerate launch --num_processes 8` for SFT over several devices. Rerunning a recipe
 skips finished work inside every stage. `--seed N` repeats a recipe with another seed: every stage that takes a
 seed gets N, and the run folder (unless given) gets a `-seedN` suffix, so repeats sit side by side.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,7 +35,7 @@ from retrosearch.pipelines.comparison import (
     table_rows,
     trained_on,
 )
-from retrosearch.stages.folder import MANIFEST, RunError, manifest_of, now, versions
+from retrosearch.stages.folder import MANIFEST, RunError, manifest_of, now, summary_of, versions
 from retrosearch.stages.registry import COMMANDS, as_option, command_line
 from retrosearch.tables import markdown
 
@@ -57,6 +60,9 @@ class RunConfig:
     output: str | None = option(None, "run folder (default: the recipe's)")
     dry_run: bool = option(False, "print the plan without loading any model")
     seed: int | None = option(None, "repeat with this seed: every stage that takes one; run folder -seedN")
+    sft_launcher: str | None = option(
+        None, "run every sft stage under this launcher, e.g. 'accelerate launch --num_processes 8'", speed_only=True
+    )
 
 
 PLACEHOLDER = re.compile(r"\{([a-zA-Z0-9_-]+)\}")
@@ -67,6 +73,7 @@ class Stage:
     name: str
     command: str
     options: dict[str, Any]
+    launcher: str | None = None  # e.g. "accelerate launch --num_processes 8": the stage runs under it
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,10 @@ def load_recipe(path: str, output: str | None = None, seed: int | None = None) -
         options = dict(stage.get("options") or {})
         if seed is not None and "seed" in option_names(*COMMANDS[stage["command"]].config_classes()):
             options["seed"] = seed
-        stages.append(Stage(stage.get("name", f"stage{index}"), stage["command"], options))
+        launcher = stage.get("launcher")
+        if launcher is not None and not (isinstance(launcher, str) and launcher.strip()):
+            raise ValueError(f"{path}: stage {index}'s launcher is a command line, e.g. 'accelerate launch'")
+        stages.append(Stage(stage.get("name", f"stage{index}"), stage["command"], options, launcher))
     names = [s.name for s in stages]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -254,21 +264,48 @@ def final_table(comparison: dict[str, Any], over: dict[str, Any] | None, found: 
     return table + decontamination_lines(found)
 
 
-def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed: int | None = None) -> str:
+def launched(launcher: str, command: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A stage run as `LAUNCHER -m retrosearch.cli COMMAND OPTIONS` (its processes share the work; the main one
+    holds the run folder), and the summary it wrote."""
+    words = [*shlex.split(launcher), "-m", "retrosearch.cli", command, *as_options(options)]
+    done = subprocess.run(words, check=False)
+    if done.returncode != 0:
+        raise RunError(f"{shlex.join(words)} exited with {done.returncode}; rerun the recipe to resume the stage")
+    summary = summary_of(Path(options["output"]))
+    if summary is None:
+        raise RunError(f"{shlex.join(words)} wrote no {options['output']}/summary.json")
+    return summary
+
+
+def as_options(options: dict[str, Any]) -> list[str]:
+    return [part for key, value in options.items() for part in as_option(key, value)]
+
+
+def run_recipe(
+    path: str,
+    output: str | None = None,
+    dry_run: bool = False,
+    seed: int | None = None,
+    sft_launcher: str | None = None,
+) -> str:
     recipe = load_recipe(path, output, seed)
     steps = plan(recipe)
+    launchers = {
+        stage.name: stage.launcher or (sft_launcher if stage.command == "sft" else None) for stage in recipe.stages
+    }
     if dry_run:
         lines = [f"recipe {recipe.name} -> {recipe.output}"]
         for name, command, options in steps:
-            shown = shlex.join(part for key, value in options.items() for part in as_option(key, value))
-            lines.append(f"  {name}: retrosearch {command} {shown}")
+            runner = f"{launchers[name]} -m retrosearch.cli" if launchers[name] else "retrosearch"
+            lines.append(f"  {name}: {runner} {command} {shlex.join(as_options(options))}")
         return "\n".join(lines) + "\n"
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
     for name, command, options in steps:
         print(f"== stage {name}: {command}", flush=True)
         started = time.monotonic()
-        results[name] = COMMANDS[command].run(options)
+        launcher = launchers[name]
+        results[name] = launched(launcher, command, options) if launcher else COMMANDS[command].run(options)
         timings[name] = round(time.monotonic() - started, 1)
         if results[name].get("errors"):
             raise StageFailed(name, results[name]["errors"])
@@ -285,7 +322,7 @@ def run_recipe(path: str, output: str | None = None, dry_run: bool = False, seed
     with recording(root):
         write_whole(root / TABLE, table)
         write_json(root / RECIPE_SUMMARY, summary)
-        config = RunConfig(path, output, seed=seed)
+        config = RunConfig(path, output, seed=seed, sft_launcher=sft_launcher)
         write_json(
             root / MANIFEST,
             {
@@ -304,7 +341,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     if not config.recipe:
         raise ValueError("run needs a recipe YAML file")
     try:
-        print(run_recipe(config.recipe, config.output, config.dry_run, config.seed), end="")
+        print(run_recipe(config.recipe, config.output, config.dry_run, config.seed, config.sft_launcher), end="")
     except StageFailed as stopped:
         print(f"retrosearch: {stopped}", file=sys.stderr)
         return {"errors": stopped.errors, "output": None}

@@ -19,7 +19,7 @@ from retrosearch.config import option, overwrite_option
 from retrosearch.data.inputs import DataError
 from retrosearch.data.outputs import write_whole
 from retrosearch.engines.base import PromptConfig
-from retrosearch.stages.folder import MANIFEST, SUMMARY, RunFolder, manifest_of
+from retrosearch.stages.folder import MANIFEST, RunFolder, manifest_of, summary_of
 from retrosearch.stages.generate import SAMPLES_FILE, TRACES_FILE
 from retrosearch.stages.revise import OUTPUT_FILE, SEARCHED
 from retrosearch.stages.template import run_once
@@ -188,10 +188,10 @@ def source_of(settings: dict[str, Any]) -> str | None:
 def decontamination_of(source: str | None) -> str:
     """What the card says about decontamination: the summary of the decontaminate run the input came from."""
     folder = Path(source).parent if source else None
-    if folder and (folder / SUMMARY).is_file():
+    found = summary_of(folder) if folder else None
+    if folder and found is not None:
         manifest = manifest_of(folder) or {}
         if manifest.get("command") == "decontaminate":
-            found = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
             against = ", ".join(f"{name} ({count:,} problems)" for name, count in found["against"].items())
             return (
                 f"The input was decontaminated with `{manifest['command_line']}`: {found['contaminated']:,} of "
@@ -305,7 +305,7 @@ def export(config: ExportConfig, quiet: bool = False) -> dict[str, Any]:
         raise ValueError("export needs RUN: a finished run folder of revise, cut, generate, select or eval")
     run = Path(config.run)
     manifest = read_manifest(run)
-    summary = json.loads((run / SUMMARY).read_text(encoding="utf-8")) if (run / SUMMARY).is_file() else {}
+    summary = summary_of(run) or {}
     if next(examples(run, manifest["command"], config), None) is None:  # refused before anything is written
         raise DataError(f"{run}: no rows to export (use --all-rows for rows that were not searched or not correct)")
 

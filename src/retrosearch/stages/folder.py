@@ -179,6 +179,17 @@ def manifest_of(folder: Path) -> dict[str, Any] | None:
         raise RunError(f"{path}:{error.lineno}: broken JSON ({error.msg}); is the run folder damaged?") from None
 
 
+def summary_of(folder: Path) -> dict[str, Any] | None:
+    """A run folder's summary; None where it has none, and one line where the file is broken."""
+    path = folder / SUMMARY
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path}:{error.lineno}: broken JSON ({error.msg}); is the run folder damaged?") from None
+
+
 def all_runs_seconds(summary: dict[str, Any]) -> float:
     """A summary's seconds over every run of its folder; one written before those were counted holds only its
     last run's."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,13 @@ from retrosearch.engines import EngineConfig
 from retrosearch.search.retro_search import RetroSearchConfig
 from retrosearch.stages.folder import (
     MANIFEST,
-    SUMMARY,
     RunError,
     RunFolder,
     all_runs_seconds,
     comparable,
     differing_keys,
     manifest_of,
+    summary_of,
 )
 from retrosearch.stages.revise import OUTPUT_FILE, ReviseConfig, RevisedRow, field_map, parse_shard, summarize
 from retrosearch.stages.template import read_rows, run_once
@@ -33,6 +32,14 @@ class MergeConfig:
     shards: tuple[str, ...] = option((), "the shard run folders", positional=True)
     output: str = option("", "merged run folder (a revise run folder: report, sft and select read it)")
     overwrite: bool = overwrite_option()
+
+
+def finished_summary(folder: Path) -> dict[str, Any]:
+    """A finished shard's summary (its manifest said finished), in one line where it is missing or broken."""
+    summary = summary_of(folder)
+    if summary is None:
+        raise RunError(f"merge: {folder} has no summary.json though its manifest says it finished; rerun that shard")
+    return summary
 
 
 def _shard_manifest(folder: str) -> dict[str, Any]:
@@ -64,9 +71,7 @@ def merge(config: MergeConfig, quiet: bool = False) -> dict[str, Any]:
         write_json(run.path / SHARDS_FILE, manifests)
         return {
             **summarize(merged),
-            "shard_wall_seconds": max(
-                all_runs_seconds(json.loads((Path(folder) / SUMMARY).read_text())) for folder in manifests
-            ),
+            "shard_wall_seconds": max(all_runs_seconds(finished_summary(Path(folder))) for folder in manifests),
         }
 
     return run_once("merge", Path(config.output), (config,), config.overwrite, work, ("shards",), quiet)
@@ -115,7 +120,7 @@ def _verified_rows(shards: list[str]) -> tuple[list[RevisedRow], dict[str, dict[
         merged.sort(key=lambda row: position[row.id])
     else:
         for (_, folder), rows in zip(parsed, rows_by_shard, strict=True):
-            written = json.loads((Path(folder) / SUMMARY).read_text())["samples"]
+            written = finished_summary(Path(folder))["samples"]
             if len(rows) != written:
                 raise RunError(f"merge: {folder} holds {len(rows)} rows, its run finished with {written}")
     by_folder = dict(zip(shards, manifests, strict=True))

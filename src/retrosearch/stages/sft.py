@@ -11,6 +11,7 @@ writes (tokenizing the joined text can merge tokens across the join). Loss is on
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -186,11 +187,55 @@ def training_log(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{key: entry.get(key) for key in LOGGED} for entry in history if "loss" in entry]
 
 
+def launched_processes():
+    """accelerate's state where the command runs as one of several processes (`accelerate launch`, torchrun),
+    else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The latest checkpoint the trainer finished writing (its trainer_state.json is written last): a run killed
+    while saving leaves a partial one, which a resume must not load."""
+    finished = [path for path in folder.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    return str(max(finished, key=lambda path: int(path.name.split("-")[-1]))) if finished else None
+
+
+def tell_the_other_processes(resume: str | None) -> str | None:
+    """The main process's word to the others, which wait for it: train, from this checkpoint ("" for none), or
+    None: the run had finished before, or was refused, and there is nothing to train."""
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([resume], from_process=0)[0]
+
+
+def train_beside_the_main_process(config: SFTRunConfig) -> dict[str, Any]:
+    """A process other than the main one of a distributed run: it trains its share of each batch and writes
+    nothing; the main process holds the run folder, saves the checkpoints and the student, and reports."""
+    from transformers import AutoTokenizer
+
+    resume = tell_the_other_processes(None)
+    if resume is None:
+        return {}
+    pairs, _ = training_pairs(config, AutoTokenizer.from_pretrained(resolve_model(config.model)))
+    build_trainer(config, pairs).train(resume_from_checkpoint=resume or None)
+    return {}
+
+
 def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
     """Train; rerunning resumes from the last checkpoint, and a finished run with the same settings and the
-    same input contents returns its summary. The student lands in `<output>/final`."""
+    same input contents returns its summary. The student lands in `<output>/final`. Under a launcher of several
+    processes (`accelerate launch`), the main process runs the stage and the others train beside it."""
+    processes = launched_processes()
+    if processes is not None and not processes.is_main_process:
+        return train_beside_the_main_process(config)
+    told = False
 
     def work(run: RunFolder) -> dict[str, Any]:
+        nonlocal told
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model))
@@ -198,8 +243,10 @@ def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
         trainer = build_trainer(config, pairs)
         for written_by_trainer in ("checkpoint-*", "final"):
             claim(run.path / written_by_trainer)  # TRL and transformers write these, not our writer
-        resume = any(run.path.glob("checkpoint-*"))
-        result = trainer.train(resume_from_checkpoint=True if resume else None)
+        resume = last_checkpoint(run.path)
+        if processes is not None:
+            told = tell_the_other_processes(resume or "") is not None
+        result = trainer.train(resume_from_checkpoint=resume)
         model = trainer.model
         if config.lora:
             model = model.merge_and_unload()
@@ -210,6 +257,7 @@ def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
         write_jsonl(run.path / TRAINING_LOG, logged)  # a resumed run's history holds its earlier steps too
         return {
             **counts,
+            "processes": 1 if processes is None else processes.num_processes,
             "train_loss": result.training_loss,
             "steps": result.global_step,
             "logged_steps": len(logged),
@@ -217,4 +265,8 @@ def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
             "final": str(final),
         }
 
-    return run_once("sft", Path(config.output), (config,), config.overwrite, work, ("input", "model"), quiet)
+    try:
+        return run_once("sft", Path(config.output), (config,), config.overwrite, work, ("input", "model"), quiet)
+    finally:
+        if processes is not None and not told:  # finished before, or refused: the others wait for a word
+            tell_the_other_processes(None)

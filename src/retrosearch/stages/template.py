@@ -87,6 +87,7 @@ def run_rows(stage: RowStage[Row], executor: Executor, quiet: bool = False) -> d
             "wall_seconds_all_runs": run.earlier_seconds + seconds,
             "resumed_samples": stats.skipped_existing,
             "replicas_used": stats.replicas_used,
+            "items_redone": stats.items_redone,
             **{f"engine_{name}": count - telemetry_before.get(name, 0) for name, count in executor.telemetry().items()},
         }
         counts = {key: summary[key] for key in stage.counts}
