@@ -60,7 +60,7 @@ def stage_command(*words: str) -> list[str]:
     ],
 )
 def test_generate_and_eval_on_ray_write_the_single_process_output(words, rows, tmp_path):
-    base = stage_command(*words)  # default concurrency: one block would hold the whole run
+    base = stage_command(*words)  # default concurrency: one actor could hold the whole run
     subprocess.run([*base, "--output", str(tmp_path / "here")], check=True, env=command_env(), capture_output=True)
     done = subprocess.run(
         [*base, "--output", str(tmp_path / "ray"), "--ray", "--replicas", "2"], env=command_env(), capture_output=True

@@ -25,11 +25,13 @@ def cluster():
     # a node address of 127.0.0.1 is resolved to this machine's outward address unless Ray is told it runs on one
     # machine (the driver's command_env says so too): nothing may listen on or dial another interface
     ray_constants.ENABLE_RAY_CLUSTER = False
+    before = listening()
     loopback = {"node_ip_address": "127.0.0.1", "num_cpus": 0, "include_dashboard": False}
     cluster = Cluster(initialize_head=True, head_node_args=loopback)
     workers = [cluster.add_node(node_ip_address="127.0.0.1", num_cpus=WORKER_CPUS) for _ in range(2)]
     cluster.wait_for_nodes()
     cluster.workers = workers
+    cluster.sockets = listening() - before
     yield cluster
     cluster.shutdown()
 
@@ -38,13 +40,17 @@ def joined(command: list[str], cluster, *more: str) -> list[str]:
     return [*command, "--ray", "--replicas", "2", "--address", cluster.address, *more]
 
 
-def test_the_cluster_listens_on_loopback_only(cluster):
-    listening = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
-    ray_sockets = [line for line in listening.splitlines() if any(name in line for name in ("gcs_server", "raylet"))]
-    assert ray_sockets, listening
-    for line in ray_sockets:
-        local = line.split()[3]
-        assert local.startswith(("127.0.0.1:", "[::1]:")), line
+def listening() -> set[tuple[str, str]]:
+    """Every listening TCP socket on the machine: (local address, owner)."""
+    lines = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout.splitlines()
+    return {(line.split()[3], line.split()[-1]) for line in lines}
+
+
+def test_every_socket_the_cluster_opened_listens_on_loopback_only(cluster):
+    assert any("gcs_server" in owner for _, owner in cluster.sockets), cluster.sockets
+    assert any("raylet" in owner for _, owner in cluster.sockets), cluster.sockets
+    for address, owner in cluster.sockets:
+        assert address.startswith(("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:")), (address, owner)
 
 
 def test_revise_on_the_cluster_writes_the_in_process_rows(cluster, teacher_file, tmp_path):

@@ -1,5 +1,7 @@
-"""`accelerate launch --num_processes 2 --cpu -m retrosearch.cli sft`: data-parallel training (DDP over gloo) in two
-processes on this machine, every address 127.0.0.1. The main process holds the run folder; both train."""
+"""`accelerate launch --multi_gpu --num_processes 2 -m retrosearch.cli sft` on this GPU-less machine: data-parallel
+training (DDP over gloo) in two processes, every address 127.0.0.1. The main process holds the run folder; both train.
+(`accelerate launch --cpu` runs a single process whatever `--num_processes` says: accelerate starts several only
+through torchrun, its `--multi_gpu` launcher, which trains on the CPU where there is no GPU.)"""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def launch(traces: Path, output: Path, *more: str) -> list[str]:
     """16 traces, 4 a step in each of two processes (8 in all), two epochs: four steps, each saved and logged."""
     accelerate = Path(sys.executable).with_name("accelerate")
     return [
-        *(str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1"),
+        *(str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"),
         *("--mixed_precision", "no", "--dynamo_backend", "no"),
         *("--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port())),
         *("-m", "retrosearch.cli", "sft", "--input", str(traces), "--output", str(output)),

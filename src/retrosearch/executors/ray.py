@@ -165,29 +165,37 @@ class RayExecutor(Executor):
             queue.put_back(lost)
             stats.items_redone += len(lost)
             self.actors.remove(actor)
+            for ready_ref in [ref for ref, starter in starting.items() if starter is actor]:
+                del starting[ready_ref]
             progress.write(f"a Ray actor died ({type(error).__name__}); its {len(lost)} samples in flight run again")
 
         try:
             while True:
-                for _ in range(self.config.replicas - len(self.actors) - len(starting)):
+                for _ in range(self.config.replicas - len(self.actors)):
                     actor = ray.remote(**options)(EngineActor).remote(self.engine_config, threads)
+                    self.actors.append(actor)
                     starting[actor.ready.remote()] = actor
+                loading = set(starting.values())
                 for actor in self.actors:
-                    while in_flight(actor) <= self.concurrency - size and (chunk := queue.take(size)):
+                    # an actor still loading its engine gets one chunk (Ray holds it until the actor is up), so a
+                    # small run is spread over the pool; one that is up keeps --concurrency samples in flight
+                    room = 0 if actor in loading else self.concurrency - size
+                    while in_flight(actor) <= room and (chunk := queue.take(size)):
                         generator = actor.work.remote(spec, chunk)
                         calls[generator] = Call(actor, {item.id: (position, item) for position, item in chunk})
                 if not calls and queue.empty():
                     break
-                ready, _ = ray.wait([*calls, *starting], num_returns=1, timeout=None if calls else ACTOR_START_SECONDS)
+                working = any(call.actor not in loading for call in calls.values())
+                timeout = None if working else ACTOR_START_SECONDS
+                ready, _ = ray.wait([*calls, *starting], num_returns=1, timeout=timeout)
                 if not ready:
                     raise ValueError(
                         f"Ray placed none of {len(starting)} actors within {ACTOR_START_SECONDS:.0f} s (each asks for "
                         f"{options}; the cluster has {ray.available_resources()} free): free or add resources"
                     )
                 if ready[0] in starting:
-                    actor = starting.pop(ready[0])
                     ray.get(ready[0])  # an engine that failed to load raises here, with its own message
-                    self.actors.append(actor)
+                    del starting[ready[0]]
                     continue
                 generator = ready[0]
                 call = calls[generator]
@@ -205,8 +213,6 @@ class RayExecutor(Executor):
                 progress.update(1)
         finally:
             progress.close()
-            for actor in starting.values():  # replacements the run no longer needed
-                ray.kill(actor)
         stats.replicas_used = len(served)
         return stats
 

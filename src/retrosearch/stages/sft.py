@@ -192,9 +192,10 @@ def launched_processes():
     else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not torch.cuda.is_available())  # as the trainer's own (use_cpu): gloo on a CPU
 
 
 def last_checkpoint(folder: Path) -> str | None:
@@ -240,12 +241,12 @@ def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model))
         pairs, counts = training_pairs(config, tokenizer)
+        resume = last_checkpoint(run.path)
+        if processes is not None:  # before the trainer: building one waits for every process
+            told = tell_the_other_processes(resume or "") is not None
         trainer = build_trainer(config, pairs)
         for written_by_trainer in ("checkpoint-*", "final"):
             claim(run.path / written_by_trainer)  # TRL and transformers write these, not our writer
-        resume = last_checkpoint(run.path)
-        if processes is not None:
-            told = tell_the_other_processes(resume or "") is not None
         result = trainer.train(resume_from_checkpoint=resume)
         model = trainer.model
         if config.lora:
