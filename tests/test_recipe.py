@@ -120,3 +120,28 @@ def test_a_seed_repeats_a_recipe_in_a_folder_of_its_own(tmp_path):
     assert "seed" not in options["shortest"]  # select takes no seed
     assert options["revise"]["input"].startswith(f"{tmp_path / 'run'}-seed5/")
     assert load_recipe(str(recipe), output=str(tmp_path / "mine"), seed=5).output == str(tmp_path / "mine")
+
+
+def test_a_stage_runs_under_its_launcher_and_the_plan_shows_it(tmp_path):
+    import sys
+
+    import pytest
+
+    from retrosearch.pipelines.recipe import launched, run_recipe
+    from retrosearch.stages.folder import RunError
+
+    # the plainest launcher: the same Python, one process (accelerate and torchrun are measured elsewhere)
+    summary = launched(sys.executable, "teacher", {"output": str(tmp_path / "t"), "count": 8, "split": "train"})
+    assert summary == json.loads((tmp_path / "t" / "summary.json").read_text()) and summary["traces"] == 8
+    with pytest.raises(RunError, match="exited with 2; rerun the recipe to resume the stage"):
+        launched(sys.executable, "teacher", {"output": str(tmp_path / "u"), "count": 0})
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY.format(output=tmp_path / "run"))
+    plan = run_recipe(str(recipe), dry_run=True, sft_launcher="torchrun --nproc-per-node 2").splitlines()
+    launched_lines = [line for line in plan if "-m retrosearch.cli" in line]
+    assert [line.split(":")[0].strip() for line in launched_lines] == ["sft-revised"]
+    assert launched_lines[0].split(": ", 1)[1].startswith("torchrun --nproc-per-node 2 -m retrosearch.cli sft --")
+    own = TINY.replace("command: sft\n", "command: sft\n    launcher: ' '\n")
+    recipe.write_text(own.format(output=tmp_path / "run"))
+    with pytest.raises(ValueError, match="launcher is a command line"):
+        run_recipe(str(recipe), dry_run=True)

@@ -267,7 +267,7 @@ def final_table(comparison: dict[str, Any], over: dict[str, Any] | None, found: 
 def launched(launcher: str, command: str, options: dict[str, Any]) -> dict[str, Any]:
     """A stage run as `LAUNCHER -m retrosearch.cli COMMAND OPTIONS` (its processes share the work; the main one
     holds the run folder), and the summary it wrote."""
-    words = [*shlex.split(launcher), "-m", "retrosearch.cli", command, *as_options(options)]
+    words = [*shlex.split(launcher), "-m", "retrosearch.cli", *COMMANDS[command].words, *as_options(options)]
     done = subprocess.run(words, check=False)
     if done.returncode != 0:
         raise RunError(f"{shlex.join(words)} exited with {done.returncode}; rerun the recipe to resume the stage")
@@ -297,7 +297,7 @@ def run_recipe(
         lines = [f"recipe {recipe.name} -> {recipe.output}"]
         for name, command, options in steps:
             runner = f"{launchers[name]} -m retrosearch.cli" if launchers[name] else "retrosearch"
-            lines.append(f"  {name}: {runner} {command} {shlex.join(as_options(options))}")
+            lines.append(f"  {name}: {runner} {shlex.join([*COMMANDS[command].words, *as_options(options)])}")
         return "\n".join(lines) + "\n"
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
