@@ -170,18 +170,15 @@ def open_run(
 def manifest_of(folder: Path) -> dict[str, Any] | None:
     """A run folder's manifest; None where the folder has none (each caller says what it needed the folder to be),
     and one line where the file is broken."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise RunError(f"{path}:{error.lineno}: broken JSON ({error.msg}); is the run folder damaged?") from None
+    return _record(folder / MANIFEST)
 
 
 def summary_of(folder: Path) -> dict[str, Any] | None:
     """A run folder's summary; None where it has none, and one line where the file is broken."""
-    path = folder / SUMMARY
+    return _record(folder / SUMMARY)
+
+
+def _record(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:

@@ -213,6 +213,15 @@ def tell_the_other_processes(resume: str | None) -> str | None:
     return broadcast_object_list([resume], from_process=0)[0]
 
 
+def end_together() -> None:
+    """Every process waits for the others before leaving: one that leaves first cuts the others' gloo connections,
+    which aborted a main process still saving its student ("terminate called without an active exception")."""
+    import torch.distributed
+
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
 def train_beside_the_main_process(config: SFTRunConfig) -> dict[str, Any]:
     """A process other than the main one of a distributed run: it trains its share of each batch and writes
     nothing; the main process holds the run folder, saves the checkpoints and the student, and reports."""
@@ -232,7 +241,9 @@ def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
     processes (`accelerate launch`), the main process runs the stage and the others train beside it."""
     processes = launched_processes()
     if processes is not None and not processes.is_main_process:
-        return train_beside_the_main_process(config)
+        trained = train_beside_the_main_process(config)
+        end_together()
+        return trained
     told = False
 
     def work(run: RunFolder) -> dict[str, Any]:
@@ -267,7 +278,10 @@ def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
         }
 
     try:
-        return run_once("sft", Path(config.output), (config,), config.overwrite, work, ("input", "model"), quiet)
+        summary = run_once("sft", Path(config.output), (config,), config.overwrite, work, ("input", "model"), quiet)
     finally:
         if processes is not None and not told:  # finished before, or refused: the others wait for a word
             tell_the_other_processes(None)
+    if processes is not None:
+        end_together()
+    return summary
