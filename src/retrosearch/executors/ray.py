@@ -7,7 +7,7 @@ back the moment its item finishes (a Ray streaming generator), and the driver ap
 folder holds every finished row as an in-process run's does, and a rerun resumes. Sampling depends only on each
 item's own seeds, so the rows are the ones a single process writes (the stage puts the file in input order when
 the run ends). An actor that dies (or its node) is replaced and only its items still in flight go out again,
-earliest first; they are counted in the summary (`ray_items_redone`). A pool Ray cannot place fails in one line.
+earliest first; they are counted in the summary (`items_redone`). A pool Ray cannot place fails in one line.
 This module knows no stage.
 
 The pool is plain Ray actors rather than Ray Data's `map_batches` actor pool: with Ray 2.60, killing one

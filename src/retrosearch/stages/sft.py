@@ -254,7 +254,8 @@ def sft(config: SFTRunConfig, quiet: bool = False) -> dict[str, Any]:
         pairs, counts = training_pairs(config, tokenizer)
         resume = last_checkpoint(run.path)
         if processes is not None:  # before the trainer: building one waits for every process
-            told = tell_the_other_processes(resume or "") is not None
+            tell_the_other_processes(resume or "")
+            told = True
         trainer = build_trainer(config, pairs)
         for written_by_trainer in ("checkpoint-*", "final"):
             claim(run.path / written_by_trainer)  # TRL and transformers write these, not our writer
