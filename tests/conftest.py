@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -75,6 +76,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         except ImportError:  # an extra this environment lacks (vllm): a test needing it imports it itself
             continue
     gc.freeze()
+    # the answer checker spawns its worker, and a spawned process first runs its parent's main script again:
+    # here mutmut's, which imports all of mutmut (0.9 s in each mutant's process that checks an answer); the
+    # worker needs nothing of it, and mutmut reads no more of its own script's module in the processes it forks
+    vars(sys.modules["__main__"]).pop("__file__", None)
 
 
 def stop_if_reviewed_equivalent() -> None:
@@ -84,7 +89,6 @@ def stop_if_reviewed_equivalent() -> None:
     if "__mutmut_" not in mutant or not os.environ.get("RETROSEARCH_EQUIVALENT_MUTANTS"):
         return
     import importlib.util
-    import sys
 
     from mutants import SKIPPED, SUSPICIOUS, is_reviewed_equivalent, split_name
 

@@ -347,3 +347,81 @@ def test_a_partial_checkpoint_of_a_run_killed_while_saving_is_passed_over(tmp_pa
             (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # by step number, not name order
     assert last_checkpoint(tmp_path / "elsewhere") is None
+
+
+class _Launched:
+    """accelerate's state of one of two launched processes, as `sft` reads it; there is no process group, so
+    what would pass between the processes is recorded instead."""
+
+    def __init__(self, main: bool) -> None:
+        self.is_main_process = main
+        self.num_processes = 2
+
+
+@pytest.fixture
+def between_processes(monkeypatch):
+    """What `sft` tells the other processes, and each time it waits for them to end together."""
+    from retrosearch.stages import sft as sft_module
+
+    said, ended = [], []
+    monkeypatch.setattr(sft_module, "tell_the_other_processes", lambda word: said.append(word) or word)
+    monkeypatch.setattr(sft_module, "end_together", lambda: ended.append(True))
+    return said, ended
+
+
+def test_a_launcher_of_several_processes_is_told_by_its_world_size(monkeypatch):
+    import accelerate
+
+    from retrosearch.stages.sft import launched_processes
+
+    made = []
+    monkeypatch.setattr(accelerate, "PartialState", lambda cpu: made.append(cpu) or "state")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launched_processes() is None
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert launched_processes() is None
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launched_processes() == "state" and made == [not torch.cuda.is_available()]  # gloo on a CPU
+
+
+def test_the_main_process_runs_the_stage_and_tells_the_others_whether_and_where_to_train(
+    teacher_file, tmp_path, monkeypatch, between_processes
+):
+    from retrosearch.stages import sft as sft_module
+
+    said, ended = between_processes
+    with pytest.raises(DataError):  # one process alone tells nobody anything, refused or not
+        sft(four_steps(tmp_path / "absent.jsonl", tmp_path / "alone"), quiet=True)
+    assert said == [] and ended == []
+    monkeypatch.setattr(sft_module, "launched_processes", lambda: _Launched(main=True))
+    config = four_steps(teacher_file, tmp_path / "run")
+    summary = sft(config, quiet=True)
+    assert summary["processes"] == 2 and summary["steps"] == 4
+    assert said == [""] and ended == [True]  # train from no checkpoint, told before the trainer was built
+    assert sft(config, quiet=True) == summary  # finished before: nothing to train
+    assert said == ["", None] and ended == [True, True]
+    with pytest.raises(DataError):  # refused: nothing to train either, and no process waits on
+        sft(four_steps(tmp_path / "absent.jsonl", tmp_path / "other"), quiet=True)
+    assert said == ["", None, None] and ended == [True, True]
+
+
+def test_another_process_trains_beside_the_main_one_from_the_checkpoint_it_is_told(
+    teacher_file, tmp_path, monkeypatch, between_processes
+):
+    from retrosearch.stages import sft as sft_module
+
+    said, ended = between_processes
+    monkeypatch.setattr(sft_module, "launched_processes", lambda: _Launched(main=False))
+    resumed_from = []
+
+    class Trainer:
+        def train(self, resume_from_checkpoint):
+            resumed_from.append(resume_from_checkpoint)
+
+    monkeypatch.setattr(sft_module, "build_trainer", lambda config, pairs: Trainer())
+    config = four_steps(teacher_file, tmp_path / "run")
+    for word in (None, "", "run/checkpoint-2"):
+        monkeypatch.setattr(sft_module, "tell_the_other_processes", lambda _, word=word: said.append(word) or word)
+        assert sft(config, quiet=True) == {}
+    assert said == [None, "", "run/checkpoint-2"] and resumed_from == [None, "run/checkpoint-2"]
+    assert ended == [True, True, True] and not (tmp_path / "run").exists()  # the main process writes the folder

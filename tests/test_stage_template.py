@@ -181,6 +181,7 @@ def test_a_resumed_row_stage_counts_the_seconds_of_the_run_that_was_killed(tmp_p
 
     first = run()
     assert first["wall_seconds_all_runs"] == first["wall_seconds"]  # the folder's first run
+    assert first["items_redone"] == 0 and first["replicas_used"] == 1  # one engine in this process, nothing lost
     _as_if_killed(folder, 100.0)
     second = run()
     assert second["wall_seconds_all_runs"] == pytest.approx(100.0 + second["wall_seconds"])
@@ -206,10 +207,25 @@ def test_a_stage_worked_on_again_counts_the_time_of_the_run_that_stopped_early(t
     first = run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)
     manifest = json.loads((folder / "manifest.json").read_text())
     started = datetime.fromisoformat(manifest["started"]).timestamp()
-    os.utime(folder / "summary.json", (started + 30.0, started + 30.0))  # the stopped run's last write
+    os.utime(folder / "summary.json", (started + 30.26, started + 30.26))  # the stopped run's last write
     second = run_once("work", folder, (Work(str(folder)),), False, work, quiet=True)
     assert first["stopped_early"] and not second["stopped_early"]
     assert first["wall_seconds"] >= 0.2 and second["wall_seconds"] >= 0.2  # the work's own time counts
-    assert second["wall_seconds_all_runs"] == pytest.approx(30.0 + second["wall_seconds"])
+    assert second["wall_seconds_all_runs"] == pytest.approx(30.26 + second["wall_seconds"])
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["earlier_runs_seconds"] == 30.0 and manifest["wall_seconds"] == second["wall_seconds"]
+    assert manifest["earlier_runs_seconds"] == 30.3 and manifest["wall_seconds"] == second["wall_seconds"]
+
+
+def test_a_summary_from_before_runs_were_added_up_counts_its_own_run():
+    from retrosearch.stages.folder import all_runs_seconds
+
+    assert all_runs_seconds({"wall_seconds": 12.5, "wall_seconds_all_runs": 40.0}) == 40.0
+    assert all_runs_seconds({"wall_seconds": 12.5}) == 12.5  # written before earlier runs were counted
+    assert all_runs_seconds({}) == 0.0 and all_runs_seconds({"wall_seconds": None}) == 0.0
+
+
+def test_a_stage_showing_its_own_summary_prints_its_folder_and_the_config_to_show(tmp_path, work_command, capsys):
+    folder = tmp_path / "run"
+    run_once("work", folder, (Work(str(folder)),), False, lambda run: {"n": 1}, show=lambda summary: None)
+    digest = json.loads((folder / "manifest.json").read_text())["config_hash"]
+    assert f"\nrun folder {folder}, config {digest} (retrosearch show-config {folder})\n" in capsys.readouterr().out
