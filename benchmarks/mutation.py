@@ -10,9 +10,9 @@ selection a mutant of the in-order writer or of the transformers engine runs eve
 happens to write rows (about a minute a mutant here); a group names the test files that pin its modules, and
 leaves out a test that takes seconds where a faster one pins the same code (each exclusion says which).
 
-Time: from an empty cache the groups took 56 minutes on 2 cores in all (each group's time is in docs/testing.md;
-each mutant's wall time is summed per module from mutmut's log): a mutant costs a fresh pytest process running the
-tests that call its function, fastest first, and a survivor runs all of them. mutmut keeps results per function,
+Time: from an empty cache the groups took 37 minutes on 2 cores in all, two at a time (each group's time is in
+docs/testing.md; each mutant's wall time is summed per module from mutmut's log): a mutant costs a fresh pytest
+process running the tests that call its function, fastest first, and a survivor runs all of them. mutmut keeps results per function,
 so a rerun redoes the mutants of the functions whose code changed; survivors that new tests were written for are
 rerun by name (`cd .mutation/GROUP && RETROSEARCH_EQUIVALENT_MUTANTS=equivalent-mutants.json mutmut run NAME ...`).
 

@@ -132,6 +132,7 @@ def test_the_loss_and_learning_rate_of_every_logged_step_are_kept_and_sent_to_te
     summary = sft(config, quiet=True)
     logged = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in logged] == [1, 2, 3, 4] and summary["logged_steps"] == 4
+    assert summary["processes"] == 1  # no launcher
     assert [entry["epoch"] for entry in logged] == [0.5, 1.0, 1.5, 2.0]
     assert all(0.0 < entry["loss"] < 10.0 and entry["grad_norm"] > 0.0 for entry in logged)
     rates = [entry["learning_rate"] for entry in logged]
@@ -412,16 +413,18 @@ def test_another_process_trains_beside_the_main_one_from_the_checkpoint_it_is_to
 
     said, ended = between_processes
     monkeypatch.setattr(sft_module, "launched_processes", lambda: _Launched(main=False))
-    resumed_from = []
+    built, resumed_from = [], []
 
     class Trainer:
         def train(self, resume_from_checkpoint):
             resumed_from.append(resume_from_checkpoint)
 
-    monkeypatch.setattr(sft_module, "build_trainer", lambda config, pairs: Trainer())
+    monkeypatch.setattr(sft_module, "build_trainer", lambda config, pairs: built.append((config, pairs)) or Trainer())
     config = four_steps(teacher_file, tmp_path / "run")
     for word in (None, "", "run/checkpoint-2"):
         monkeypatch.setattr(sft_module, "tell_the_other_processes", lambda _, word=word: said.append(word) or word)
         assert sft(config, quiet=True) == {}
     assert said == [None, "", "run/checkpoint-2"] and resumed_from == [None, "run/checkpoint-2"]
+    pairs = training_pairs(config, _tokenizer())[0]
+    assert built == [(config, pairs), (config, pairs)]  # the main process's rows, in its order
     assert ended == [True, True, True] and not (tmp_path / "run").exists()  # the main process writes the folder
