@@ -12,9 +12,10 @@ leaves out a test that takes seconds where a faster one pins the same code (each
 
 Time: from an empty cache the groups took 37 minutes on 2 cores in all, two at a time (each group's time is in
 docs/testing.md; each mutant's wall time is summed per module from mutmut's log): a mutant costs a fresh pytest
-process running the tests that call its function, fastest first, and a survivor runs all of them. mutmut keeps results per function,
-so a rerun redoes the mutants of the functions whose code changed; survivors that new tests were written for are
-rerun by name (`cd .mutation/GROUP && RETROSEARCH_EQUIVALENT_MUTANTS=equivalent-mutants.json mutmut run NAME ...`).
+process running the tests that call its function, fastest first, and a survivor runs all of them. mutmut keeps
+results per function, so a rerun redoes the mutants of the functions whose code changed; survivors that new tests
+were written for are rerun by name (`cd .mutation/GROUP && RETROSEARCH_EQUIVALENT_MUTANTS=$PWD/equivalent-mutants.json
+mutmut run NAME ...`: the path absolute, as mutmut runs the tests from mutants/).
 
 Each group runs in `.mutation/<group>/`: links to src/, tests/ and recipes/, and a pyproject.toml holding the
 project's pytest settings, the shared [tool.mutmut] settings and the group's modules and tests; mutmut keeps

@@ -85,6 +85,24 @@ def test_revised_traces_stay_correct_and_bound_changes_nothing_but_work(teacher_
     assert manifest["config_hash"] and manifest["versions"]["transformers"] and manifest["finished"]
 
 
+def test_lookahead_changes_no_row_and_the_work_it_throws_away_is_counted(teacher_file, tmp_path, organism_engine):
+    summaries = {}
+    for lookahead in (1, 4):
+        search = RetroSearchConfig(sampling=SamplingConfig(max_new_tokens=400), lookahead=lookahead)
+        config = ReviseConfig(input=str(teacher_file), output=str(tmp_path / str(lookahead)), limit=16)
+        summaries[lookahead] = revise(config, search, engine=organism_engine, quiet=True)
+    assert (tmp_path / "1" / "revised.jsonl").read_bytes() == (tmp_path / "4" / "revised.jsonl").read_bytes()
+    one, four = summaries[1], summaries[4]
+    assert one["accepted_revisions"] > 0 and one["generated_tokens"] == four["generated_tokens"]  # rows: taken work
+    # one switch at a time throws nothing away: the engine generated what the rows count, and the end-of-sequence
+    # token each rollout may have sampled (the engine counts it; a completion's tokens do not hold it)
+    assert 0 <= one["engine_generated_tokens"] - one["generated_tokens"] <= one["rollouts"]
+    assert one["engine_cancelled_requests"] == one["engine_cancelled_tokens"] == 0
+    # rolled out ahead: rollouts cancelled after a win, and finished ones from a replaced trace, cost tokens
+    assert four["engine_cancelled_requests"] > 0
+    assert four["engine_generated_tokens"] - four["generated_tokens"] >= four["engine_cancelled_tokens"] > 0
+
+
 def test_rerun_resumes_and_a_changed_config_is_refused(teacher_file, tmp_path, organism_engine, capsys):
     config = ReviseConfig(input=str(teacher_file), output=str(tmp_path / "run"), limit=6)
     first = revise(config, SEARCH, engine=organism_engine, quiet=True)

@@ -34,6 +34,12 @@ class EngineConfig:
         "most requests per engine batch (transformers: rows; vllm: sequences; openai: requests in flight)",
         speed_only=True,
     )
+    threads: int | None = option(
+        None,
+        "transformers on a CPU: torch threads (default: OMP_NUM_THREADS if set, else one per core this process may "
+        "use that no other process keeps busy)",
+        speed_only=True,
+    )
     prefix_cache_mb: int = option(
         1024,
         "transformers: memory for the KV of earlier prompts, reused by prompts sharing their prefix (0: off)",
@@ -71,7 +77,7 @@ class EngineConfig:
     prompt: PromptConfig = option(PromptConfig(), "how a problem becomes the model's prompt")
 
     def __post_init__(self) -> None:
-        at_least(self, 1, "batch_size", "tensor_parallel_size", "ban_attempts")
+        at_least(self, 1, "batch_size", "tensor_parallel_size", "ban_attempts", "threads")
         at_least(self, 0, "retries", "prefix_cache_mb")
         if self.gpu_memory_utilization is not None and not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise ValueError(f"--gpu-memory-utilization must be in (0, 1] (got {self.gpu_memory_utilization})")
@@ -87,8 +93,13 @@ def resolve_model(model: str) -> str:
 
 
 def _transformers(model: str, config: EngineConfig) -> Engine:
+    import torch
+
+    from retrosearch.engines.threads import use_cpu_threads
     from retrosearch.engines.transformers_engine import TransformersEngine
 
+    if (config.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu":
+        use_cpu_threads(config.threads)
     return TransformersEngine.from_pretrained(
         model,
         revision=config.revision,

@@ -140,6 +140,7 @@ class TransformersEngine(Engine):
         self._followups: deque[tuple[Request, Delivery]] = deque()  # continuations that could not go on in place
         self.prefix_cache = PrefixCache(prefix_cache_mb << 20)
         self.generated_tokens = self.prefilled_tokens = self.reused_prompt_tokens = 0
+        self.cancelled_requests = self.cancelled_tokens = 0  # requests whose caller left before their answer
         self.max_length = getattr(model.config, "max_position_embeddings", None)
         self.context_length = self.max_length
         self._cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -165,8 +166,11 @@ class TransformersEngine(Engine):
     @property
     def counts(self) -> dict[str, int]:  # type: ignore[override]
         return {
+            "generated_tokens": self.generated_tokens,
             "prefilled_tokens": self.prefilled_tokens,
             "reused_prompt_tokens": self.reused_prompt_tokens,
+            "cancelled_requests": self.cancelled_requests,
+            "cancelled_tokens": self.cancelled_tokens,
         }
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
@@ -356,6 +360,8 @@ class TransformersEngine(Engine):
         is gone leaves without an answer."""
         if not row.delivery.wanted():
             row.finish_reason = "cancelled"
+            self.cancelled_requests += 1
+            self.cancelled_tokens += sum(len(done.token_ids) for done in row.earlier) + len(row.text.ids)
             return False
         if row.finish_reason is not None and not self._continue(row):
             row.delivery.settle(row.completion())

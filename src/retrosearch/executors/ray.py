@@ -21,7 +21,7 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tqdm import tqdm
@@ -66,12 +66,11 @@ class EngineActor:
     """One engine for the actor's life; the worker of the stage run it serves, rebuilt when the run changes."""
 
     def __init__(self, engine_config: EngineConfig, threads: int) -> None:
-        import torch
-
         from retrosearch.engines import load_engine
+        from retrosearch.engines.threads import cpu_threads
 
-        torch.set_num_threads(threads)
-        self.engine = load_engine(engine_config)
+        # its share of the node's CPUs at most, fewer where other work keeps the node's cores busy
+        self.engine = load_engine(replace(engine_config, threads=cpu_threads(engine_config.threads, at_most=threads)))
         self.spec: WorkerSpec | None = None
         self.worker: Worker | None = None
 

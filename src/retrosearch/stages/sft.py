@@ -22,6 +22,7 @@ from retrosearch.data.inputs import DataError, FieldMap, read_records, to_sample
 from retrosearch.data.outputs import claim, write_jsonl
 from retrosearch.engines import resolve_model
 from retrosearch.engines.base import PromptConfig, chat_prompt, encode
+from retrosearch.engines.threads import use_cpu_threads
 from retrosearch.prompting import completion_part
 from retrosearch.stages.folder import RunFolder
 from retrosearch.stages.revise import SEARCHED, RevisedRow
@@ -62,12 +63,18 @@ class SFTRunConfig:
         speed_only=True,
     )
     seed: int = option(0, "data order and initialisation seed")
+    threads: int | None = option(
+        None,
+        "on a CPU: torch threads (default: OMP_NUM_THREADS if set, else one per core this process may use that no "
+        "other process keeps busy)",
+        speed_only=True,
+    )
     prompt: PromptConfig = option(PromptConfig(), "how a problem becomes the student's prompt")
     overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         at_least(self, 1, "limit", "batch_size", "gradient_accumulation", "max_length", "lora_rank", "save_steps")
-        at_least(self, 1, "logging_steps")
+        at_least(self, 1, "logging_steps", "threads")
         if self.epochs <= 0 or self.learning_rate <= 0:
             raise ValueError("--epochs and --learning-rate must be above 0")
         packages = TRACKERS.get(self.report_to, ())
@@ -147,6 +154,8 @@ def build_trainer(config: SFTRunConfig, pairs: list[dict[str, Any]]):
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     cuda = torch.cuda.is_available()
+    if not cuda:
+        use_cpu_threads(config.threads)
     arguments = SFTConfig(
         output_dir=config.output,
         num_train_epochs=config.epochs,
