@@ -81,18 +81,41 @@ def measure(args: argparse.Namespace) -> dict:
     )
     engine = recording(load_engine(engine_config))
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
-    with tempfile.TemporaryDirectory() as scratch:
-        started = time.monotonic()
-        summary = revise(
-            ReviseConfig(input=str(TRACES), output=scratch, limit=args.traces),
-            RetroSearchConfig(sampling=sampling, partial=args.partial),
-            engine_config,
-            engine=engine,
-            quiet=True,
-        )
-        revise_seconds = time.monotonic() - started
-    revise_tokens, engine_tokens = summary["generated_tokens"], engine.generated_tokens
-    revise_counts = dict(engine.counts)
+
+    def revised(lookahead: int) -> tuple[dict, float, dict]:
+        """One revise of the traces from an empty prefix cache: its summary, wall seconds and the engine's counts."""
+        engine.reset_prefix_cache()
+        engine.rollout_prompts.clear()
+        before = {"generated_tokens": engine.generated_tokens, **engine.counts}
+        with tempfile.TemporaryDirectory() as scratch:
+            started = time.monotonic()
+            summary = revise(
+                ReviseConfig(input=str(TRACES), output=scratch, limit=args.traces),
+                RetroSearchConfig(sampling=sampling, partial=args.partial, lookahead=lookahead),
+                engine_config,
+                engine=engine,
+                quiet=True,
+            )
+            seconds = time.monotonic() - started
+        after = {"generated_tokens": engine.generated_tokens, **engine.counts}
+        return summary, seconds, {name: count - before.get(name, 0) for name, count in after.items()}
+
+    # each --compare-lookahead value, then the default's measured run: every run after the first is warm alike
+    compared = {}
+    if args.compare_lookahead:
+        revised(args.compare_lookahead[0])  # a warm-up: the engine's first run pays its start-up
+        for lookahead in args.compare_lookahead:
+            summary, seconds, counts = revised(lookahead)
+            compared[lookahead] = {
+                "seconds": round(seconds, 1),
+                "rows_tokens": summary["generated_tokens"],
+                "engine_tokens": counts["generated_tokens"],
+                "cancelled_requests": counts.get("cancelled_requests"),
+                "cancelled_tokens": counts.get("cancelled_tokens"),
+            }
+    summary, revise_seconds, counts = revised(RetroSearchConfig().lookahead)
+    revise_tokens, engine_tokens = summary["generated_tokens"], counts.pop("generated_tokens")
+    revise_counts = counts
     engine.reset_prefix_cache()
     raw_tokens, raw_seconds = asyncio.run(raw_generation(engine, engine.rollout_prompts, sampling))
     if hasattr(engine, "shutdown"):
@@ -115,6 +138,7 @@ def measure(args: argparse.Namespace) -> dict:
         "raw_tokens_per_s": round(raw_rate, 1),
         "ratio": round(revise_rate / raw_rate, 2),
         "revise_counts": revise_counts,
+        "lookahead_compared": compared,
     }
 
 
@@ -168,6 +192,12 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96, help="per rollout, and per raw prompt")
     parser.add_argument("--partial", type=float, default=0.25, help="share of switches revisited")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--compare-lookahead",
+        type=lambda text: [int(value) for value in text.split(",")],
+        default=[],
+        help="revise also with these --lookahead values, warm, e.g. 1,4 (seconds, tokens kept and generated)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -202,6 +232,7 @@ def _passed(args: argparse.Namespace) -> list[str]:
         f"--max-new-tokens={args.max_new_tokens}",
         f"--partial={args.partial}",
         f"--batch-size={args.batch_size}",
+        *([f"--compare-lookahead={','.join(map(str, args.compare_lookahead))}"] if args.compare_lookahead else []),
     ]
 
 
