@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from commands import command_env, revise_command
+from commands import ONE_MACHINE, command_env, revise_command
 
 pytest.importorskip("ray", reason="`--ray` needs ray (in the dev extras)")
 
@@ -30,33 +30,26 @@ def cluster():
     # machine: in this process, and in the environment every raylet and the jobs they run inherit (the drivers the
     # tests start directly get it from command_env): nothing may listen on or dial another interface
     ray_constants.ENABLE_RAY_CLUSTER = False
-    saved = {name: os.environ.get(name) for name in ONE_MACHINE}
-    os.environ.update(ONE_MACHINE)
-    before = listening()
-    head = {
-        "node_ip_address": "127.0.0.1",
-        "num_cpus": 0,
-        # the dashboard takes `ray job submit`; on loopback, on a port of its own
-        "include_dashboard": True,
-        "dashboard_host": "127.0.0.1",
-        "dashboard_port": free_port(),
-    }
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    workers = [cluster.add_node(node_ip_address="127.0.0.1", num_cpus=WORKER_CPUS) for _ in range(2)]
-    cluster.wait_for_nodes()
-    cluster.workers = workers
-    cluster.dashboard = f"http://127.0.0.1:{head['dashboard_port']}"
-    cluster.sockets = listening() - before
-    yield cluster
-    cluster.shutdown()
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-ONE_MACHINE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ONE_MACHINE.items():
+            patch.setenv(name, value)
+        before = listening()
+        head = {
+            "node_ip_address": "127.0.0.1",
+            "num_cpus": 0,
+            # the dashboard takes `ray job submit`; on loopback, on a port of its own
+            "include_dashboard": True,
+            "dashboard_host": "127.0.0.1",
+            "dashboard_port": free_port(),
+        }
+        cluster = Cluster(initialize_head=True, head_node_args=head)
+        workers = [cluster.add_node(node_ip_address="127.0.0.1", num_cpus=WORKER_CPUS) for _ in range(2)]
+        cluster.wait_for_nodes()
+        cluster.workers = workers
+        cluster.dashboard = f"http://127.0.0.1:{head['dashboard_port']}"
+        cluster.sockets = listening() - before
+        yield cluster
+        cluster.shutdown()
 
 
 def free_port() -> int:

@@ -93,13 +93,8 @@ def resolve_model(model: str) -> str:
 
 
 def _transformers(model: str, config: EngineConfig) -> Engine:
-    import torch
-
-    from retrosearch.engines.threads import use_cpu_threads
     from retrosearch.engines.transformers_engine import TransformersEngine
 
-    if (config.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu":
-        use_cpu_threads(config.threads)
     return TransformersEngine.from_pretrained(
         model,
         revision=config.revision,
@@ -107,6 +102,7 @@ def _transformers(model: str, config: EngineConfig) -> Engine:
         dtype=config.dtype,
         max_batch_size=config.batch_size,
         prefix_cache_mb=config.prefix_cache_mb,
+        threads=config.threads,
     )
 
 

@@ -26,6 +26,7 @@ from retrosearch.engines.banning import StartBan, StartBans
 from retrosearch.engines.base import WORK_POSITION, Completion, Engine, Request, chained
 from retrosearch.engines.kv import SlotCache
 from retrosearch.engines.prefix_cache import Layers, PrefixCache
+from retrosearch.engines.threads import use_cpu_threads
 from retrosearch.engines.watch import finish
 
 
@@ -154,8 +155,11 @@ class TransformersEngine(Engine):
         dtype: str = "auto",
         max_batch_size: int = 64,
         prefix_cache_mb: int = 1024,
+        threads: int | None = None,
     ) -> TransformersEngine:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "cpu":
+            use_cpu_threads(threads)
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, dtype=dtype).to(device)
         return cls(model, tokenizer, model_id, max_batch_size, prefix_cache_mb)
