@@ -59,6 +59,9 @@ class KeywordLover(torch.nn.Module):
                 for boundary in (",", " the"):  # a whole word: what the parser counts as a switch
                     self.follow[ids[-1], tokenizer(boundary, add_special_tokens=False)["input_ids"][0]] = 30.0
 
+    def set_attn_implementation(self, implementation: str) -> None:
+        self.inner.set_attn_implementation(implementation)
+
     def forward(self, input_ids, cache=None, **kwargs):
         output = self.inner(input_ids=input_ids, past_key_values=cache, **kwargs)
         output.logits = output.logits + self.start + self.follow[input_ids[:, -1]].unsqueeze(1)

@@ -1,5 +1,5 @@
-"""The transformers engine's fast paths change nothing but speed: the slot KV cache (rows join and leave a running
-batch), in-place continuation of a request's `then`, the prompt prefix cache, batched nucleus sampling, and rows
+"""The transformers engine's fast paths change nothing but speed: the per-row KV cache (rows join and leave a
+running batch), in-place continuation of a request's `then`, the prompt prefix cache, batched nucleus sampling, and rows
 whose caller is gone leaving the batch."""
 
 import json
@@ -24,9 +24,8 @@ PROBLEMS = [
 
 
 def test_rows_joining_and_leaving_a_batch_decode_as_plain_generate_does(bpe_engine, shared_traces):
-    """Greedy on a BPE model (SmolLM2 and its twin): six prompts of different lengths through three slots (rows
-    leave at different lengths, new rows take their slots, the cache is compacted) give what `model.generate` gives
-    each alone."""
+    """Greedy on a BPE model (SmolLM2 and its twin): six prompts of different lengths through a batch of three (rows
+    leave at different lengths, new rows take their places) give what `model.generate` gives each alone."""
     engine = bpe_engine
     rows = [json.loads(line) for line in shared_traces[1].read_text().splitlines()[:6]]
     # a real question's start: short prompts, where every column a row attends to weighs on its next token
@@ -145,22 +144,26 @@ def test_a_prompt_the_model_cannot_take_fails_alone(organism_engine):
     assert answers["later"] == engine.run_batch([Request(prompt, 30, seed=2)])[0]
 
 
-def test_the_columns_a_step_attends_to_span_the_live_rows_not_the_whole_run(organism_engine):
-    """Requests keep joining a full batch (each takes a freed slot, so no compaction happens): the KV columns in
-    use must stay within the longest live row, or every step grows slower as the run goes on."""
+def test_each_row_holds_its_own_tokens_and_an_eighth_to_spare_however_long_its_neighbours(organism_engine):
+    """Rows of different lengths keep joining a full batch: at every step each row's KV holds exactly the tokens it
+    fed the model, in buffers at most an eighth (or GROWTH columns) longer, so memory follows the tokens in flight,
+    not the longest row times the batch."""
+    from retrosearch.engines.kv import room_after
+
     engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, max_batch_size=4, prefix_cache_mb=0)
     requests = [Request(organism_prompt(engine, PROBLEMS[n % 4]), 10 + 7 * (n % 5), seed=n) for n in range(40)]
-    widest, step = [], engine._step
+    seen, step = [], engine._step
 
-    def watched_step(batch):
-        longest = max(len(row.request.prompt_ids) + len(row.text.ids) for _, row in batch.live())
-        widest.append(batch.kv.end - batch.kv.start - longest)
-        return step(batch)
+    def watched_step(rows):
+        for row in rows:
+            fed = len(row.request.prompt_ids) + len(row.text.ids) - 1  # the last sampled token is fed by this step
+            seen.append((row.kv.length == fed, row.kv.capacity <= fed + 1 + room_after(fed + 1), len(rows)))
+        return step(rows)
 
     engine._step = watched_step
     engine.run_batch(requests)
-    assert sum(len(request.prompt_ids) + request.max_new_tokens for request in requests) > 4 * 200
-    assert len(widest) > 100 and max(widest) <= 1
+    assert len(seen) > 400 and all(held and spare for held, spare, _ in seen)
+    assert max(rows for _, _, rows in seen) == 4 and min(rows for _, _, rows in seen) < 4  # full, then rows leaving
 
 
 def test_after_an_end_of_sequence_a_continuation_is_sent_anew_and_none_ends_the_chain(tiny_llama):
@@ -203,7 +206,7 @@ def test_a_continuation_sent_anew_that_fails_or_whose_caller_left_is_answered_as
     assert answered == [] and 5 < engine.generated_tokens <= 10  # the follow-up started, then left with its caller
 
 
-def test_continuations_sent_anew_wait_for_a_free_slot(organism_engine):
+def test_continuations_sent_anew_wait_for_a_place_in_the_batch(organism_engine):
     engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, max_batch_size=2, prefix_cache_mb=0)
     prompts = [organism_prompt(engine, problem) for problem in PROBLEMS]
 
@@ -211,15 +214,15 @@ def test_continuations_sent_anew_wait_for_a_free_slot(organism_engine):
         return Request(prompts[(n + 1) % 4], 8, seed=n)
 
     # pairs that end at the same step, one with a `then` and one without: a follow-up and a new request share
-    # the two freed slots
+    # the two freed places
     requests = [
         Request(prompts[n % 4], 6, seed=n, then=(lambda done, n=n: follow(n)) if n % 2 == 0 else None) for n in range(8)
     ]
     widest, step = [], engine._step
 
-    def watched_step(batch):
-        widest.append(len(batch.live()))
-        return step(batch)
+    def watched_step(rows):
+        widest.append(len(rows))
+        return step(rows)
 
     engine._step = watched_step
     chained = engine.run_batch(requests)
@@ -266,18 +269,18 @@ def test_a_row_stops_at_the_models_context_length(tiny_llama):
     assert (capped.token_ids, capped.finish_reason) == (free.token_ids[:5], "length")
 
 
-def test_a_step_with_a_free_slot_feeds_it_padding(organism_engine):
-    """Eight rows that leave one by one with nothing waiting: until a quarter of the slots are free, the freed
-    ones stay in the batch and decode padding; the rows still live decode as each would alone."""
+def test_a_row_that_leaves_costs_the_next_step_nothing(organism_engine):
+    """Eight rows that leave one by one with nothing waiting: each step decodes only the rows still live (8, then
+    7, ... 1), and they decode as each would alone."""
     engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, max_batch_size=8, prefix_cache_mb=0)
     requests = [Request(organism_prompt(engine, PROBLEMS[n % 4]), 4 + 3 * n, seed=n) for n in range(8)]
-    free_slots, step = [], engine._step
+    widths, step = [], engine._step
 
-    def watched_step(batch):
-        free_slots.append(sum(row is None for row in batch.rows))
-        return step(batch)
+    def watched_step(rows):
+        widths.append(len(rows))
+        return step(rows)
 
     engine._step = watched_step
     together = engine.run_batch(requests)
-    assert 1 in free_slots
+    assert sorted(set(widths), reverse=True) == list(range(8, 0, -1)) and widths == sorted(widths, reverse=True)
     assert together == [engine.run_batch([request])[0] for request in requests]

@@ -1,7 +1,7 @@
 """The transformers engine's two caches, on tensors made by hand: the prompt prefix cache (what it returns, what
-it keeps within its byte budget, what it drops first) and the running batch's slot cache (where a row's keys and
-values land, how the buffer grows, what `compact` keeps). The engine tests check that outputs do not change with
-the caches on; these pin the caches' own contract, which outputs alone cannot see."""
+it keeps within its byte budget, what it drops first) and the running batch's per-row cache (where a row's keys
+and values land, how its buffers grow, what each row attends to). The engine tests check that outputs do not
+change with the caches on; these pin the caches' own contract, which outputs alone cannot see."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from retrosearch.engines.kv import MARGIN, SlotCache
+from retrosearch.engines.kv import GROWTH, RowKV, RowsCache, room_after, row_attention
 from retrosearch.engines.prefix_cache import PrefixCache, common_length
 
 HEADS, HEAD_DIM = 2, 4
@@ -86,83 +86,71 @@ def test_an_entry_over_the_whole_budget_or_a_budget_of_zero_keeps_nothing():
     assert off.bytes == 0 and off.longest([1, 2]) == (0, [])
 
 
-def test_a_row_is_placed_so_that_it_ends_at_the_shared_end_column():
-    cache = SlotCache(layers_of(1, 0.0), max_slots=8)
-    assert (cache.slots, cache.capacity, cache.start, cache.end) == (1, 2 * MARGIN, MARGIN, MARGIN)
-    assert cache.place(0, layers_of(5, 100.0), length=3) == 3  # start moved left by 3 to make room
-    assert (cache.start, cache.end) == (MARGIN - 3, MARGIN)
-    keys, values = cache.buffers[1]
-    assert keys[0, 0, cache.start : cache.end, 0].tolist() == [101.0, 102.0, 103.0]
-    assert values[0, 1, cache.start : cache.end, 3].tolist() == [-101.0, -102.0, -103.0]
-    assert cache.place(0, layers_of(2, 50.0), length=2) == 0  # fits within the columns already in use
-    assert keys[0, 0, cache.start : cache.end, 0].tolist() == [101.0, 51.0, 52.0]  # layer 1: fill + 1
+def test_a_row_is_made_with_its_tokens_and_an_eighth_or_growth_columns_to_spare():
+    short = RowKV(layers_of(5, 100.0), length=3)
+    assert (short.length, short.capacity) == (3, 3 + GROWTH)
+    assert short.buffers[1][0][0, 0, :3, 0].tolist() == [101.0, 102.0, 103.0]  # layer 1: fill + 1 + column
+    assert short.buffers[1][1][0, 1, :3, 3].tolist() == [-101.0, -102.0, -103.0]
+    long = RowKV(layers_of(16 * GROWTH, 0.0), length=16 * GROWTH)
+    assert long.capacity == 16 * GROWTH + 2 * GROWTH == 16 * GROWTH + room_after(16 * GROWTH)
 
 
-def test_new_slots_grow_by_half_up_to_the_limit_and_keep_what_is_in_use():
-    cache = SlotCache(layers_of(1, 0.0), max_slots=8)
-    slots = []
-    for slot in range(8):
-        cache.place(slot, layers_of(2, 10.0 * (slot + 1)), length=2)
-        slots.append(cache.slots)
-    assert slots == [1, 2, 3, 4, 6, 6, 8, 8]  # max(slot + 1, half again), at most max_slots
-    keys = cache.buffers[0][0]
-    in_use = keys[:, 0, cache.start : cache.end, 0].tolist()
-    assert in_use == [[10.0 * (slot + 1), 10.0 * (slot + 1) + 1] for slot in range(8)]
-    assert cache.start >= MARGIN and cache.capacity - cache.end >= MARGIN
+def test_reserve_keeps_the_buffer_while_it_has_room_and_carries_the_columns_when_it_grows():
+    row = RowKV(layers_of(4, 10.0), length=4)
+    before = row.buffers[0][0]
+    row.reserve(GROWTH)
+    assert row.buffers[0][0] is before
+    row.reserve(GROWTH + 1)
+    assert row.capacity == 4 + GROWTH + 1 + GROWTH
+    assert row.buffers[0][0][0, 0, :4, 0].tolist() == [10.0, 11.0, 12.0, 13.0]
+    assert row.buffers[1][1][0, 0, :4, 0].tolist() == [-11.0, -12.0, -13.0, -14.0]
 
 
-def test_a_prompt_longer_than_the_room_on_the_left_resizes_with_a_margin():
-    cache = SlotCache(layers_of(1, 0.0), max_slots=2)
-    cache.place(0, layers_of(MARGIN + 10, 0.0), length=MARGIN + 10)
-    assert cache.end - cache.start == MARGIN + 10
-    assert cache.start == MARGIN  # the margin is max(MARGIN, used // 8), here MARGIN
-    assert cache.buffers[0][0][0, 0, cache.start : cache.end, 0].tolist() == [float(i) for i in range(MARGIN + 10)]
-
-
-def test_reserve_advance_trim_and_the_layer_view_the_model_writes_through():
-    cache = SlotCache(layers_of(1, 0.0), max_slots=2)
-    cache.place(0, layers_of(3, 10.0), length=3)
-    cache.place(1, layers_of(3, 20.0), length=3)
-    cache.reserve(1)
-    assert cache.capacity - cache.end >= 1
-    step_keys = torch.full((2, HEADS, 1, HEAD_DIM), 7.0)
-    layer = cache.cache.layers[0]
+def test_a_step_writes_each_row_after_its_own_last_column_and_hands_out_its_columns_only():
+    first, second = RowKV(layers_of(3, 10.0), length=3), RowKV(layers_of(5, 20.0), length=5)
+    cache = RowsCache(layers=2)
+    cache.rows = [first, second]
+    layer = cache.cache.layers[1]
+    other_layer = first.buffers[0][0].clone()
+    assert layer.get_seq_length() == 5 and layer.get_mask_sizes(1) == (6, 0)
+    step_keys = torch.tensor([7.0, 8.0]).view(2, 1, 1, 1).expand(2, HEADS, 1, HEAD_DIM)
     keys, values = layer.update(step_keys, -step_keys)
-    assert keys.shape == (2, HEADS, 4, HEAD_DIM) and keys[:, 0, :, 0].tolist() == [[10, 11, 12, 7], [20, 21, 22, 7]]
-    assert values[:, 0, -1, 0].tolist() == [-7.0, -7.0]
-    cache.advance(1)
-    assert layer.get_seq_length() == 4 and layer.get_mask_sizes(1) == (5, 0)
-    cache.trim(2)
-    assert layer.get_seq_length() == 2
-    assert cache.buffers[0][0][:2, 0, cache.start : cache.end, 0].tolist() == [[12.0, 7.0], [22.0, 7.0]]
-    before = cache.capacity
-    cache.reserve(before)  # more than the room left: a new buffer, the columns in use carried over
-    assert cache.capacity - cache.end >= before
-    assert cache.buffers[0][0][:2, 0, cache.start : cache.end, 0].tolist() == [[12.0, 7.0], [22.0, 7.0]]
-    assert layer.keys is None  # the model's view of the old buffer is dropped so that it is freed
+    assert [row_keys[0, 0, :, 0].tolist() for row_keys in keys] == [[11, 12, 13, 7], [21, 22, 23, 24, 25, 8]]
+    assert [row_values[0, 1, -1, 2].item() for row_values in values] == [-7.0, -8.0]
+    assert torch.equal(first.buffers[0][0].view(torch.int32), other_layer.view(torch.int32))  # bits: may hold NaN
 
 
-def test_compact_keeps_the_rows_asked_for_in_that_order():
-    cache = SlotCache(layers_of(1, 0.0), max_slots=3)
-    for slot, fill in enumerate((10.0, 20.0, 30.0)):
-        cache.place(slot, layers_of(2, fill), length=2)
-    cache.compact([2, 0])
-    assert cache.slots == 2
-    first_layer_keys, first_layer_values = cache.buffers[0]
-    assert first_layer_keys[:, 0, cache.start : cache.end, 0].tolist() == [[30.0, 31.0], [10.0, 11.0]]
-    assert first_layer_values[:, 0, cache.start : cache.end, 0].tolist() == [[-30.0, -31.0], [-10.0, -11.0]]
-    assert cache.buffers[1][0][:, 0, cache.start : cache.end, 0].tolist() == [[31.0, 32.0], [11.0, 12.0]]
+def test_each_row_attends_to_its_own_columns_as_a_padded_masked_batch_does():
+    """Grouped-query attention (6 query heads over 2 key heads) of two rows of 3 and 7 columns: the same as SDPA
+    over the keys repeated per query head, the short row padded and masked."""
+    torch.manual_seed(0)
+    lengths, key_heads, heads = (3, 7), 2, 6
+    keys = [torch.randn(1, key_heads, n, HEAD_DIM) for n in lengths]
+    values = [torch.randn(1, key_heads, n, HEAD_DIM) for n in lengths]
+    query = torch.randn(2, heads, 1, HEAD_DIM)
+    output, _ = row_attention(torch.nn.Module(), query, keys, values, None, scaling=0.5)
+    assert output.shape == (2, 1, heads, HEAD_DIM)
+    padded = [torch.nn.functional.pad(tensor, (0, 0, max(lengths) - tensor.shape[2], 0)) for tensor in keys]
+    padded_values = [torch.nn.functional.pad(tensor, (0, 0, max(lengths) - tensor.shape[2], 0)) for tensor in values]
+    mask = torch.tensor([[False] * (7 - n) + [True] * n for n in lengths]).view(2, 1, 1, 7)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        torch.cat(padded).repeat_interleave(heads // key_heads, dim=1),
+        torch.cat(padded_values).repeat_interleave(heads // key_heads, dim=1),
+        attn_mask=mask,
+        scale=0.5,
+    )
+    torch.testing.assert_close(output, expected.transpose(1, 2))
 
 
-def test_a_resize_of_a_long_cache_leaves_an_eighth_of_its_columns_on_either_side():
-    cache = SlotCache(layers_of(1, 0.0), max_slots=1)
-    used = 16 * MARGIN
-    cache.place(0, layers_of(used, 0.0), length=used)
-    asked = cache.capacity
-    cache.reserve(asked)  # room it lacks: a new buffer around the columns in use
-    margin = used // 8
-    assert (cache.start, cache.end - cache.start) == (margin, used)
-    assert cache.capacity == margin + used + asked + margin
+def test_a_cached_view_counts_the_whole_buffer_it_keeps_alive():
+    row = RowKV(layers_of(40, 0.0), length=40)
+    cache = PrefixCache(budget_bytes=1 << 20)
+    cache.add(list(range(10)), row.prefix(10))
+    assert cache.bytes == 2 * 2 * HEADS * row.capacity * HEAD_DIM * 4  # 2 layers, keys and values, float32
+    assert cache.longest(list(range(12)))[1][0][0].untyped_storage().data_ptr() == (
+        row.buffers[0][0].untyped_storage().data_ptr()
+    )
 
 
 def test_one_shared_token_is_served_and_a_prompt_added_twice_is_held_once():
@@ -171,3 +159,15 @@ def test_one_shared_token_is_served_and_a_prompt_added_twice_is_held_once():
     assert cache.longest([4, 9, 9])[0] == 1
     cache.add([4, 5, 6], layers_of(3, 0.0))
     assert cache.bytes == entry_bytes(3) and len(cache._entries) == 1
+
+
+def test_the_default_budget_is_a_gibibyte_or_an_eighth_of_the_free_memory_where_less(monkeypatch):
+    from types import SimpleNamespace
+
+    from retrosearch.engines import prefix_cache
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(prefix_cache.psutil, "virtual_memory", lambda: SimpleNamespace(available=4 << 30))
+    assert prefix_cache.default_budget_bytes(cpu) == 512 << 20
+    monkeypatch.setattr(prefix_cache.psutil, "virtual_memory", lambda: SimpleNamespace(available=64 << 30))
+    assert prefix_cache.default_budget_bytes(cpu) == 1 << 30

@@ -40,9 +40,10 @@ class EngineConfig:
         "use that no other process keeps busy)",
         speed_only=True,
     )
-    prefix_cache_mb: int = option(
-        1024,
-        "transformers: memory for the KV of earlier prompts, reused by prompts sharing their prefix (0: off)",
+    prefix_cache_mb: int | None = option(
+        None,
+        "transformers: memory for the KV of earlier prompts, reused by prompts sharing their prefix (default: 1024, "
+        "or an eighth of the memory free at load where less; 0: off)",
         speed_only=True,
     )
     tensor_parallel_size: int = option(1, "vllm: GPUs one model is split over")

@@ -12,9 +12,19 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
+import psutil
 import torch
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of shape (1, heads, length, head_dim)
+
+
+DEFAULT_MB = 1024
+
+
+def default_budget_bytes(device: torch.device) -> int:
+    """DEFAULT_MB, or an eighth of the memory the device has free now where that is less (a laptop, a full GPU)."""
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else psutil.virtual_memory().available
+    return min(DEFAULT_MB << 20, free // 8)
 
 
 def common_length(first: np.ndarray, second: np.ndarray) -> int:
@@ -52,7 +62,8 @@ class PrefixCache:
         if self.budget_bytes <= 0:
             return
         ids = np.asarray(prompt_ids, dtype=np.int64)
-        size = sum(keys.nbytes + values.nbytes for keys, values in layers)
+        # an entry's tensors may be views of a larger buffer (a row's, kv.py): what counts is what they keep alive
+        size = sum(keys.untyped_storage().nbytes() + values.untyped_storage().nbytes() for keys, values in layers)
         if size > self.budget_bytes:
             return
         for key, (held, _, held_size) in list(self._entries.items()):

@@ -1,10 +1,10 @@
 """The `transformers` engine: continuous batching with a KV cache, on CPU or GPU.
 
 Requests from many concurrent searches join the running batch between decoding steps (each prompt is
-prefilled on its own, from the cached KV of an earlier prompt with the same prefix, then written into a free
-slot of the batch's KV cache, kv.py), and a finished row frees its slot and is answered at once, so the batch
-stays full while work is waiting. A request's `then` continues its row in place, cache and all. Each row
-samples from its own seeded generator, so its output depends on its request alone, not on the rows it ran
+prefilled on its own, from the cached KV of an earlier prompt with the same prefix, into buffers of its own,
+kv.py), and a finished row leaves the batch and is answered at once, so the batch stays full while work is
+waiting. A request's `then` continues its row in place, cache and all. Each row attends to its own tokens only
+and samples from its own seeded generator, so its output depends on its request alone, not on the rows it ran
 beside. Stop strings, banned starts, occurrence limits and max tokens apply per row.
 """
 
@@ -24,8 +24,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from retrosearch.engines.banning import StartBan, StartBans
 from retrosearch.engines.base import WORK_POSITION, Completion, Engine, Request, chained
-from retrosearch.engines.kv import SlotCache
-from retrosearch.engines.prefix_cache import Layers, PrefixCache
+from retrosearch.engines.kv import ROW_ATTENTION, RowKV, RowsCache
+from retrosearch.engines.prefix_cache import PrefixCache, default_budget_bytes
 from retrosearch.engines.threads import use_cpu_threads
 from retrosearch.engines.watch import finish
 
@@ -72,6 +72,7 @@ class Row:
     stop_scan_from: int = 0
     banned_state_done: bool = False
     next_token: int = -1  # sampled, not yet fed to the model
+    kv: RowKV | None = None  # the keys and values of every token fed to the model so far
     earlier: tuple[Completion, ...] = ()  # completions of the requests this row continued
 
     def own_completion(self) -> Completion:
@@ -103,26 +104,14 @@ def nucleus(probs: torch.Tensor, top_p: Sequence[float]) -> torch.Tensor:
     return torch.where(truncated[:, None], kept, probs)
 
 
-@dataclass
-class Batch:
-    """The rows being decoded together, by slot (None: a free slot): their KV cache, mask and next positions."""
-
-    rows: list[Row | None]
-    kv: SlotCache
-    mask: torch.Tensor  # (slots, columns in use), 0 on padding and on what a slot's earlier row left
-    positions: torch.Tensor  # (slots,), the position of each row's next token
-
-    def live(self) -> list[tuple[int, Row]]:
-        return [(slot, row) for slot, row in enumerate(self.rows) if row is not None]
-
-
 class TransformersEngine(Engine):
     continues_in_place = True
 
     def __init__(
-        self, model, tokenizer, model_id: str = "", max_batch_size: int = 64, prefix_cache_mb: int = 1024
+        self, model, tokenizer, model_id: str = "", max_batch_size: int = 64, prefix_cache_mb: int | None = None
     ) -> None:
         self.model = model.eval()
+        model.set_attn_implementation(ROW_ATTENTION)
         self.tokenizer = tokenizer
         self.model_id = model_id or getattr(model, "name_or_path", "")
         self.revision = getattr(model.config, "_commit_hash", None)
@@ -139,11 +128,13 @@ class TransformersEngine(Engine):
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
         self._followups: deque[tuple[Request, Delivery]] = deque()  # continuations that could not go on in place
-        self.prefix_cache = PrefixCache(prefix_cache_mb << 20)
+        budget = default_budget_bytes(self.device) if prefix_cache_mb is None else prefix_cache_mb << 20
+        self.prefix_cache = PrefixCache(budget)
         self.generated_tokens = self.prefilled_tokens = self.reused_prompt_tokens = 0
         self.cancelled_requests = self.cancelled_tokens = 0  # requests whose caller left before their answer
         self.max_length = getattr(model.config, "max_position_embeddings", None)
         self.context_length = self.max_length
+        self.step_cache = RowsCache(model.config.get_text_config().num_hidden_layers)
         self._cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @classmethod
@@ -154,7 +145,7 @@ class TransformersEngine(Engine):
         device: str | None = None,
         dtype: str = "auto",
         max_batch_size: int = 64,
-        prefix_cache_mb: int = 1024,
+        prefix_cache_mb: int | None = None,
         threads: int | None = None,
     ) -> TransformersEngine:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -230,31 +221,27 @@ class TransformersEngine(Engine):
 
         An error (out of memory, a broken prompt) is handed to every request it touched; decoding goes on.
         """
-        batch: Batch | None = None
+        rows: list[Row] = []
         while True:
-            rows = len(batch.live()) if batch else 0
-            admitted = self._admit(take, self.max_batch_size - rows, rows == 0)
+            admitted = self._admit(take, self.max_batch_size - len(rows), not rows)
             try:
                 for request, delivery in admitted:
                     try:
-                        prefilled = self._prefill(request, delivery)
+                        row = self._prefill(request, delivery)
                     except Exception as error:  # a prompt the model cannot take fails alone
                         delivery.settle(error)
                         continue
-                    if prefilled is not None:
-                        batch = self._seat(batch, *prefilled)
-                if batch is not None:
-                    batch = self._tidy(batch)
-                if batch is None:
+                    if row is not None:
+                        rows.append(row)
+                if not rows:
                     if not admitted:
                         return
                     continue
-                batch = self._step(batch)
+                rows = self._step(rows)
             except Exception as error:
-                touched = [row.delivery for _, row in batch.live()] if batch else []
-                for delivery in touched + [delivery for _, delivery in admitted]:
+                for delivery in [row.delivery for row in rows] + [delivery for _, delivery in admitted]:
                     delivery.settle(error)
-                batch = None
+                rows = []
 
     def _admit(self, take: Callable[[int, bool], list[tuple[Request, Delivery]]], room: int, idle: bool):
         """Up to `room` requests: continuations first, then what `take` gives (waiting for one when idle)."""
@@ -278,9 +265,9 @@ class TransformersEngine(Engine):
         self._start(row, request)
         return row
 
-    def _prefill(self, request: Request, delivery: Delivery) -> tuple[Row, Layers] | None:
-        """Prefill one prompt from the longest cached prefix it shares and sample its first token: the row and its
-        KV, or None when it needs no slot (nobody waits for it, or it ended at once)."""
+    def _prefill(self, request: Request, delivery: Delivery) -> Row | None:
+        """Prefill one prompt from the longest cached prefix it shares and sample its first token: the row, or None
+        when it needs no place in the batch (nobody waits for it, or it ended at once)."""
         if not delivery.wanted():
             return None
         row = self._new_row(request, delivery)
@@ -297,67 +284,30 @@ class TransformersEngine(Engine):
         )
         self.reused_prompt_tokens += reused
         self.prefilled_tokens += len(prompt) - reused
-        prefilled = [(layer.keys, layer.values) for layer in cache.layers]
-        self.prefix_cache.add(prompt, prefilled)
+        row.kv = RowKV([(layer.keys, layer.values) for layer in cache.layers], len(prompt))
+        self.prefix_cache.add(prompt, row.kv.prefix(len(prompt)))
         self._advance(row, self._pick(logits, [row])[0])
-        return (row, prefilled) if self._settle(row) else None
+        return row if self._settle(row) else None
 
-    def _seat(self, batch: Batch | None, row: Row, prefilled: Layers) -> Batch:
-        """Give a prefilled row a slot of the batch (a free one first), its prompt ending at the shared last column."""
-        prompt = row.request.prompt_ids
-        if batch is None:
-            batch = Batch(
-                [],
-                SlotCache(prefilled, self.max_batch_size),
-                torch.zeros((0, 0), dtype=torch.long),
-                torch.zeros(0, dtype=torch.long),
-            )
-        slot = next((slot for slot, held in enumerate(batch.rows) if held is None), len(batch.rows))
-        wider = batch.kv.place(slot, prefilled, len(prompt))
-        mask = torch.nn.functional.pad(batch.mask, (wider, 0))
-        if slot == len(batch.rows):
-            batch.rows.append(row)
-            mask = torch.cat([mask, mask.new_zeros((1, mask.shape[1]))])
-            batch.positions = torch.cat([batch.positions, batch.positions.new_zeros(1)])
-        batch.rows[slot] = row
-        mask[slot] = 0
-        mask[slot, mask.shape[1] - len(prompt) :] = 1
-        batch.mask, batch.positions[slot] = mask, len(prompt)
-        return batch
-
-    def _tidy(self, batch: Batch) -> Batch | None:
-        """Drop free slots once a quarter of the slots are free (new rows fill them first), and the leading columns
-        no live row uses: rows that join a full batch take free slots, so without this the columns attended to
-        would span the whole run, and every step would grow slower."""
-        live = [slot for slot, _ in batch.live()]
-        if not live:
-            return None
-        if len(batch.rows) - len(live) >= max(1, len(batch.rows) // 4):
-            batch.kv.compact(live)
-            batch.rows = [batch.rows[slot] for slot in live]
-            batch.mask, batch.positions = batch.mask[live], batch.positions[live]
-            live = list(range(len(live)))
-        padding = int(batch.mask[live].any(0).int().argmax())
-        if padding:
-            batch.kv.trim(padding)
-            batch.mask = batch.mask[:, padding:]
-        return batch
-
-    def _step(self, batch: Batch) -> Batch:
-        """One token for every slot (a free slot's is wasted until a new row or `_tidy` takes it)."""
-        tokens = torch.tensor([[row.next_token if row else self.pad_id] for row in batch.rows])
-        batch.kv.reserve(1)
-        batch.mask = torch.nn.functional.pad(batch.mask, (0, 1), value=1)
-        logits = self._forward(tokens, batch.mask, batch.positions[:, None], batch.kv.cache)
-        batch.kv.advance(1)
-        batch.positions = batch.positions + 1
-        live = batch.live()
-        picks = self._pick(logits[[slot for slot, _ in live]], [row for _, row in live])
-        for (slot, row), token in zip(live, picks, strict=True):
+    def _step(self, rows: list[Row]) -> list[Row]:
+        """One token for every row; the rows that go on."""
+        tokens = torch.tensor([[row.next_token] for row in rows])
+        positions = torch.tensor([[row.kv.length] for row in rows])
+        for row in rows:
+            row.kv.reserve(1)
+        self.step_cache.rows = [row.kv for row in rows]
+        try:
+            logits = self._forward(tokens, None, positions, self.step_cache.cache)
+        finally:
+            self.step_cache.rows = []
+        for row in rows:
+            row.kv.length += 1
+        going = []
+        for row, token in zip(rows, self._pick(logits, rows), strict=True):
             self._advance(row, token)
-            if not self._settle(row):
-                batch.rows[slot] = None
-        return batch
+            if self._settle(row):
+                going.append(row)
+        return going
 
     def _settle(self, row: Row) -> bool:
         """Whether the row goes on: a finished row is answered, or continued with its `then`; a row whose caller
@@ -400,7 +350,7 @@ class TransformersEngine(Engine):
     def _forward(self, input_ids, mask, positions, cache) -> torch.Tensor:
         output = self.model(
             input_ids=input_ids.to(self.device),
-            attention_mask=mask.to(self.device),
+            attention_mask=None if mask is None else mask.to(self.device),
             position_ids=positions.to(self.device),
             use_cache=True,
             **{self._cache_argument: cache},
