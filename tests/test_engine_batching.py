@@ -128,8 +128,10 @@ def test_sampling_in_a_batch_is_sampling_alone(organism_engine, top_p):
     assert together == [engine.run_batch([request])[0] for request in requests]
 
 
-def test_a_prompt_the_model_cannot_take_fails_alone(organism_engine):
+@pytest.mark.parametrize("batched", [False, True], ids=["one-at-a-time", "prefilled-together"])
+def test_a_prompt_the_model_cannot_take_fails_alone(organism_engine, batched):
     engine = TransformersEngine(organism_engine.model, organism_engine.tokenizer, prefix_cache_mb=0)
+    engine.batched_prefill = batched
     prompt = organism_prompt(engine, PROBLEMS[3])
     broken = (*prompt, engine.model.config.vocab_size + 5)  # no such token: the embedding lookup fails
     answers: dict[str, object] = {}
@@ -284,3 +286,41 @@ def test_a_row_that_leaves_costs_the_next_step_nothing(organism_engine):
     together = engine.run_batch(requests)
     assert sorted(set(widths), reverse=True) == list(range(8, 0, -1)) and widths == sorted(widths, reverse=True)
     assert together == [engine.run_batch([request])[0] for request in requests]
+
+
+def prefilled_both_ways(source) -> None:
+    """The GPU's batched prefill, run on the CPU: prompts of different lengths, some extending prompts of an earlier
+    round (so their cached prefixes differ in length), sampled and greedy, give the same tokens as one prompt at a
+    time; and the batched path did run."""
+    problems = [*PROBLEMS, "find the digit x : x + 1 gives 3", "find the digit x : x * 2 then + 5 gives 9"]
+    prompts = [tuple(source.encode(source.chat_prompt(problem))) for problem in problems]
+
+    def rounds(batched: bool) -> tuple[list[tuple[int, ...]], int]:
+        engine = TransformersEngine(source.model, source.tokenizer, max_batch_size=8)
+        engine.batched_prefill = batched
+        groups, together = [], engine._prefill_together
+
+        def watched(group):
+            groups.append(len(group))
+            return together(group)
+
+        engine._prefill_together = watched
+        first = engine.run_batch([Request(p, 12, seed=n, temperature=0.7 * (n % 2)) for n, p in enumerate(prompts)])
+        longer = [p + c.token_ids for p, c in zip(prompts, first, strict=True)]
+        extended = [Request(p, 16, seed=n, temperature=0.7 * (n % 2)) for n, p in enumerate(longer + prompts[:3])]
+        second = engine.run_batch(extended)
+        assert engine.counts["reused_prompt_tokens"] > 0
+        return [c.token_ids for c in first + second], sum(size for size in groups if size > 1)
+
+    alone, not_batched = rounds(batched=False)
+    together, batched = rounds(batched=True)
+    assert not_batched == 0 and batched >= len(prompts)
+    assert together == alone
+
+
+def test_prompts_prefilled_together_give_the_tokens_prefilled_one_at_a_time(organism_engine):
+    prefilled_both_ways(organism_engine)
+
+
+def test_bpe_prompts_prefilled_together_give_the_tokens_prefilled_one_at_a_time(bpe_engine):
+    prefilled_both_ways(bpe_engine)

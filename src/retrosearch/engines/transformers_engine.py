@@ -82,6 +82,7 @@ class Row:
         return chained([*self.earlier, self.own_completion()])
 
 
+PREFILL_TOKENS = 16384  # the most rows times longest prompt one batched prefill takes (`batched_prefill`)
 NUCLEUS_CANDIDATES = 1024  # the most likely tokens a nucleus is looked for in before sorting the whole vocabulary
 
 
@@ -116,6 +117,7 @@ class TransformersEngine(Engine):
         self.model_id = model_id or getattr(model, "name_or_path", "")
         self.revision = getattr(model.config, "_commit_hash", None)
         self.max_batch_size = max_batch_size
+        self.batched_prefill = next(model.parameters()).device.type == "cuda"  # a CPU gains nothing from it
         self.device = next(model.parameters()).device
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos = model.generation_config.eos_token_id if model.generation_config else None
@@ -225,14 +227,7 @@ class TransformersEngine(Engine):
         while True:
             admitted = self._admit(take, self.max_batch_size - len(rows), not rows)
             try:
-                for request, delivery in admitted:
-                    try:
-                        row = self._prefill(request, delivery)
-                    except Exception as error:  # a prompt the model cannot take fails alone
-                        delivery.settle(error)
-                        continue
-                    if row is not None:
-                        rows.append(row)
+                rows += self._prefill_all(admitted)
                 if not rows:
                     if not admitted:
                         return
@@ -264,6 +259,98 @@ class TransformersEngine(Engine):
         row = Row(request, delivery, IncrementalText(self.tokenizer))
         self._start(row, request)
         return row
+
+    def _prefill_all(self, admitted: list[tuple[Request, Delivery]]) -> list[Row]:
+        """The rows of the admitted requests still wanted: prefilled in groups (`batched_prefill`, on a GPU) or one
+        at a time. A group that fails is prefilled again one at a time, so that a prompt the model cannot take
+        fails alone."""
+        wanted = [(request, delivery) for request, delivery in admitted if delivery.wanted()]
+        rows = []
+        for group in self._prefill_groups(wanted) if self.batched_prefill else [[item] for item in wanted]:
+            if len(group) > 1:
+                try:
+                    rows += self._prefill_together(group)
+                    continue
+                except Exception:  # each request is tried alone below, and one that fails is told
+                    pass
+            for request, delivery in group:
+                try:
+                    row = self._prefill(request, delivery)
+                except Exception as error:
+                    delivery.settle(error)
+                    continue
+                if row is not None:
+                    rows.append(row)
+        return rows
+
+    def _prefill_groups(self, wanted: list[tuple[Request, Delivery]]) -> list[list[tuple[Request, Delivery]]]:
+        """Consecutive requests, grouped so that a group's rows times its longest prompt stay within PREFILL_TOKENS."""
+        groups: list[list[tuple[Request, Delivery]]] = []
+        longest = 0
+        for item in wanted:
+            length = len(item[0].prompt_ids)
+            if groups and (len(groups[-1]) + 1) * max(longest, length) <= PREFILL_TOKENS:
+                groups[-1].append(item)
+                longest = max(longest, length)
+            else:
+                groups.append([item])
+                longest = length
+        return groups
+
+    def _prefill_together(self, group: list[tuple[Request, Delivery]]) -> list[Row]:
+        """Prefill several prompts in one forward pass, each from its longest cached prefix. Row b's columns: its
+        cached prefix, right-aligned in the first `past` columns; then its remaining prompt, right-aligned in the
+        last `new`, so that every row's last column is its last prompt token. Padding is masked out, except that a
+        padding column attends to itself (an all-masked row of attention would give NaN)."""
+        requests = [request for request, _ in group]
+        found = [self.prefix_cache.longest(request.prompt_ids) for request in requests]
+        reused = [length for length, _ in found]
+        fresh = [len(request.prompt_ids) - length for request, length in zip(requests, reused, strict=True)]
+        past, new, rows = max(reused), max(fresh), len(group)
+        ids = torch.full((rows, new), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((rows, new), dtype=torch.long)
+        real = torch.zeros((rows, past + new), dtype=torch.bool)
+        for place, (request, length, count) in enumerate(zip(requests, reused, fresh, strict=True)):
+            ids[place, new - count :] = torch.tensor(request.prompt_ids[length:])
+            positions[place, new - count :] = torch.arange(length, len(request.prompt_ids))
+            real[place, past - length : past] = True
+            real[place, past + new - count :] = True
+        causal = torch.arange(past + new)[None, :] <= torch.arange(past, past + new)[:, None]
+        mask = real[:, None, None, :] & causal[None, None]
+        padding = ~real[:, past:]
+        mask[:, 0, torch.arange(new), past + torch.arange(new)] |= padding
+        cache = DynamicCache()
+        if past:
+            shapes = next(layers for length, layers in found if length)
+            for index, (keys, values) in enumerate(shapes):
+                held_keys = keys.new_zeros((rows, keys.shape[1], past, keys.shape[3]))
+                held_values = values.new_zeros((rows, values.shape[1], past, values.shape[3]))
+                for place, (length, layers) in enumerate(found):
+                    if length:
+                        held_keys[place, :, past - length :] = layers[index][0][0, :, :length]
+                        held_values[place, :, past - length :] = layers[index][1][0, :, :length]
+                cache.update(held_keys, held_values, index)
+        logits = self._forward(ids, mask, positions, cache)
+        made = []
+        for place, ((request, delivery), length, count) in enumerate(zip(group, reused, fresh, strict=True)):
+            columns = torch.cat([torch.arange(past - length, past), torch.arange(past + new - count, past + new)])
+            columns = columns.to(self.device)
+            layers = [
+                (
+                    layer.keys[place : place + 1].index_select(2, columns),
+                    layer.values[place : place + 1].index_select(2, columns),
+                )
+                for layer in cache.layers
+            ]
+            row = self._new_row(request, delivery)
+            row.kv = RowKV(layers, len(request.prompt_ids))
+            self.prefix_cache.add(request.prompt_ids, row.kv.prefix(len(request.prompt_ids)))
+            made.append(row)
+        self.reused_prompt_tokens += sum(reused)
+        self.prefilled_tokens += sum(fresh)
+        for row, token in zip(made, self._pick(logits, made), strict=True):
+            self._advance(row, token)
+        return [row for row in made if self._settle(row)]
 
     def _prefill(self, request: Request, delivery: Delivery) -> Row | None:
         """Prefill one prompt from the longest cached prefix it shares and sample its first token: the row, or None
