@@ -200,6 +200,7 @@ GROUPS = {
             "src/retrosearch/engines/transformers_engine.py",
             "src/retrosearch/engines/kv.py",
             "src/retrosearch/engines/prefix_cache.py",
+            "src/retrosearch/engines/threads.py",
         ),
         tests=(
             "tests/test_kv_caches.py",
@@ -207,6 +208,14 @@ GROUPS = {
             "tests/test_engine_batching.py",
             "tests/test_sampling.py",
             "tests/test_scheduling.py",
+            "tests/test_threads.py",
+            # a spinning process and a whole revise: timing-bound and slow; the faked measurements and the engine's
+            # own threads test pin the same code
+            "--deselect=tests/test_threads.py::test_a_core_kept_busy_by_another_process_is_seen_busy",
+            "--deselect=tests/test_threads.py::test_revised_rows_are_the_same_whatever_the_threads",
+            # the SmolLM2 case of the batched prefill (its twin's case pins the same code)
+            "--deselect=tests/test_engine_batching.py::"
+            "test_bpe_prompts_prefilled_together_give_the_tokens_prefilled_one_at_a_time[smollm2]",
             # 7 s: the organism's own distribution; the crafted-logits cases pin the same sampling code
             "--deselect=tests/test_sampling.py::test_the_organism_engine_samples_its_own_next_token_distribution",
             # 14 s: SmolLM2 itself; its random-weight twin (the tiny-llama case) pins the same batching code

@@ -1,12 +1,14 @@
 import asyncio
 import itertools
 import threading
+from types import SimpleNamespace
 
 import pytest
 import torch
 from tiny_llama import byte_level_bpe
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from retrosearch.engines import prefix_cache
 from retrosearch.engines.banning import StartBan, token_texts
 from retrosearch.engines.base import Request
 from retrosearch.engines.transformers_engine import TransformersEngine
@@ -161,12 +163,15 @@ def test_from_pretrained_pins_the_revision_of_both_halves_and_places_the_model(o
     }
     assert (engine.model_id, engine.max_batch_size, engine.prefix_cache.budget_bytes) == ("org/model", 5, 3 << 20)
 
+    plenty = SimpleNamespace(available=64 << 30)  # free memory over 8 GiB: the default budget is DEFAULT_MB
+    monkeypatch.setattr(prefix_cache.psutil, "virtual_memory", lambda: plenty)
     engine = TransformersEngine.from_pretrained("org/model")
     assert calls["device"] == "cuda" and calls["model"] == ("org/model", {"revision": None, "dtype": "auto"})
     defaults = EngineConfig()
+    assert defaults.prefix_cache_mb is None
     assert (engine.max_batch_size, engine.prefix_cache.budget_bytes) == (
         defaults.batch_size,
-        defaults.prefix_cache_mb << 20,
+        prefix_cache.DEFAULT_MB << 20,
     )
     monkeypatch.setattr(module.torch.cuda, "is_available", lambda: False)
     TransformersEngine.from_pretrained("org/model")
@@ -182,21 +187,21 @@ def test_the_decoding_thread_never_keeps_the_process_alive(organism_engine):
     assert workers and all(thread.daemon for thread in workers)
 
 
-def test_what_the_engine_reads_off_the_model_and_tokenizer(organism_engine):
+def test_what_the_engine_reads_off_the_model_and_tokenizer(organism_engine, monkeypatch):
     """Its id and revision (a run's fingerprint), padding, end-of-sequence ids and context length."""
     from copy import deepcopy
 
     from retrosearch.engines import EngineConfig
 
+    monkeypatch.setattr(prefix_cache.psutil, "virtual_memory", lambda: SimpleNamespace(available=64 << 30))
     model, tokenizer = deepcopy(organism_engine.model), deepcopy(organism_engine.tokenizer)
     model.name_or_path = "/models/organism"
     model.config._commit_hash = "0123abc"
     engine = TransformersEngine(model, tokenizer)
     assert (engine.model_id, engine.revision) == ("/models/organism", "0123abc")
-    defaults = EngineConfig()
     assert (engine.max_batch_size, engine.prefix_cache.budget_bytes) == (
-        defaults.batch_size,
-        defaults.prefix_cache_mb << 20,
+        EngineConfig().batch_size,
+        prefix_cache.DEFAULT_MB << 20,
     )
     assert engine.model_id == TransformersEngine(model, tokenizer, model_id="").model_id
     assert TransformersEngine(model, tokenizer, model_id="named").model_id == "named"

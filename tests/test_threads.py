@@ -68,3 +68,16 @@ def test_revised_rows_are_the_same_whatever_the_threads(teacher_file, tmp_path, 
         assert main([*command, "--output", str(tmp_path / str(count))]) == 0
         assert torch.get_num_threads() == count
     assert (tmp_path / "1" / "revised.jsonl").read_bytes() == (tmp_path / "2" / "revised.jsonl").read_bytes()
+
+
+def test_a_ray_actor_measures_the_node_only_for_a_transformers_model_on_the_cpu(monkeypatch):
+    from retrosearch.engines import EngineConfig
+    from retrosearch.executors import ray as ray_executor
+
+    monkeypatch.setattr(threads, "cpu_threads", lambda asked, at_most: 10 * (asked or 0) + at_most)
+    assert ray_executor.with_cpu_threads(EngineConfig(device="cpu"), share=2).threads == 2
+    assert ray_executor.with_cpu_threads(EngineConfig(device="cpu", threads=4), share=3).threads == 43
+    monkeypatch.setattr(threads, "cpu_threads", lambda asked, at_most: pytest.fail("measured for nothing"))
+    others = (EngineConfig(engine="vllm", device="cpu"), EngineConfig(device="cuda"), EngineConfig(engine="openai"))
+    for config in others:
+        assert ray_executor.with_cpu_threads(config, share=2) == config

@@ -62,15 +62,27 @@ def chunk_size(total: int, replicas: int, concurrency: int) -> int:
     return max(1, min(math.ceil(concurrency / 2), math.ceil(total / replicas)))
 
 
+def with_cpu_threads(engine_config: EngineConfig, share: int) -> EngineConfig:
+    """The config an actor loads: a transformers model on the CPU gets the actor's share of the node's CPUs at
+    most, fewer where other work keeps the node's cores busy; any other engine or device is left as it is (its
+    threads are not torch's to set, and measuring the node would delay its start for nothing)."""
+    import torch
+
+    from retrosearch.engines.threads import cpu_threads
+
+    on_gpu = engine_config.device.startswith("cuda") if engine_config.device else torch.cuda.is_available()
+    if engine_config.engine != "transformers" or on_gpu:
+        return engine_config
+    return replace(engine_config, threads=cpu_threads(engine_config.threads, at_most=share))
+
+
 class EngineActor:
     """One engine for the actor's life; the worker of the stage run it serves, rebuilt when the run changes."""
 
     def __init__(self, engine_config: EngineConfig, threads: int) -> None:
         from retrosearch.engines import load_engine
-        from retrosearch.engines.threads import cpu_threads
 
-        # its share of the node's CPUs at most, fewer where other work keeps the node's cores busy
-        self.engine = load_engine(replace(engine_config, threads=cpu_threads(engine_config.threads, at_most=threads)))
+        self.engine = load_engine(with_cpu_threads(engine_config, threads))
         self.spec: WorkerSpec | None = None
         self.worker: Worker | None = None
 
