@@ -14,6 +14,13 @@ import os
 SAMPLE_SECONDS = 0.2  # long enough to see a busy core as busy (20 ticks of each core), short beside a model's load
 
 
+def resolved_device(device: str | None) -> str:
+    """The device a model goes to: the one asked for, else CUDA where there is one, else the CPU."""
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def usable_cores() -> set[int]:
     """The cores this process may run on (its affinity: a container's or a scheduler's share of the machine)."""
     if hasattr(os, "sched_getaffinity"):

@@ -25,8 +25,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from retrosearch.engines.banning import StartBan, StartBans
 from retrosearch.engines.base import WORK_POSITION, Completion, Engine, Request, chained
 from retrosearch.engines.kv import ROW_ATTENTION, RowKV, RowsCache
-from retrosearch.engines.prefix_cache import PrefixCache, default_budget_bytes
-from retrosearch.engines.threads import use_cpu_threads
+from retrosearch.engines.prefix_cache import Layers, PrefixCache, default_budget_bytes
+from retrosearch.engines.threads import resolved_device, use_cpu_threads
 from retrosearch.engines.watch import finish
 
 
@@ -117,8 +117,8 @@ class TransformersEngine(Engine):
         self.model_id = model_id or getattr(model, "name_or_path", "")
         self.revision = getattr(model.config, "_commit_hash", None)
         self.max_batch_size = max_batch_size
-        self.batched_prefill = next(model.parameters()).device.type == "cuda"  # a CPU gains nothing from it
         self.device = next(model.parameters()).device
+        self.batched_prefill = self.device.type == "cuda"  # a CPU gains nothing from it
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos = model.generation_config.eos_token_id if model.generation_config else None
         eos = tokenizer.eos_token_id if eos is None else eos
@@ -150,7 +150,7 @@ class TransformersEngine(Engine):
         prefix_cache_mb: int | None = None,
         threads: int | None = None,
     ) -> TransformersEngine:
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolved_device(device)
         if device == "cpu":
             use_cpu_threads(threads)
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
@@ -275,12 +275,9 @@ class TransformersEngine(Engine):
                     pass
             for request, delivery in group:
                 try:
-                    row = self._prefill(request, delivery)
+                    rows += self._prefill(request, delivery)
                 except Exception as error:
                     delivery.settle(error)
-                    continue
-                if row is not None:
-                    rows.append(row)
         return rows
 
     def _prefill_groups(self, wanted: list[tuple[Request, Delivery]]) -> list[list[tuple[Request, Delivery]]]:
@@ -331,33 +328,43 @@ class TransformersEngine(Engine):
                         held_values[place, :, past - length :] = layers[index][1][0, :, :length]
                 cache.update(held_keys, held_values, index)
         logits = self._forward(ids, mask, positions, cache)
-        made = []
-        for place, ((request, delivery), length, count) in enumerate(zip(group, reused, fresh, strict=True)):
+        prefilled = []
+        for place, (length, count) in enumerate(zip(reused, fresh, strict=True)):
             columns = torch.cat([torch.arange(past - length, past), torch.arange(past + new - count, past + new)])
             columns = columns.to(self.device)
-            layers = [
-                (
-                    layer.keys[place : place + 1].index_select(2, columns),
-                    layer.values[place : place + 1].index_select(2, columns),
-                )
-                for layer in cache.layers
-            ]
+            prefilled.append(
+                [
+                    (
+                        layer.keys[place : place + 1].index_select(2, columns),
+                        layer.values[place : place + 1].index_select(2, columns),
+                    )
+                    for layer in cache.layers
+                ]
+            )
+        self.reused_prompt_tokens += sum(reused)
+        self.prefilled_tokens += sum(fresh)
+        return self._first_tokens(group, prefilled, logits)
+
+    def _first_tokens(
+        self, group: list[tuple[Request, Delivery]], prefilled: list[Layers], logits: torch.Tensor
+    ) -> list[Row]:
+        """Rows for prefilled requests (each one's prompt KV in `prefilled`, its prompt's last logits in `logits`),
+        their prompts offered to the prefix cache and their first tokens sampled: the rows that go on."""
+        rows = []
+        for (request, delivery), layers in zip(group, prefilled, strict=True):
             row = self._new_row(request, delivery)
             row.kv = RowKV(layers, len(request.prompt_ids))
             self.prefix_cache.add(request.prompt_ids, row.kv.prefix(len(request.prompt_ids)))
-            made.append(row)
-        self.reused_prompt_tokens += sum(reused)
-        self.prefilled_tokens += sum(fresh)
-        for row, token in zip(made, self._pick(logits, made), strict=True):
+            rows.append(row)
+        for row, token in zip(rows, self._pick(logits, rows), strict=True):
             self._advance(row, token)
-        return [row for row in made if self._settle(row)]
+        return [row for row in rows if self._settle(row)]
 
-    def _prefill(self, request: Request, delivery: Delivery) -> Row | None:
-        """Prefill one prompt from the longest cached prefix it shares and sample its first token: the row, or None
-        when it needs no place in the batch (nobody waits for it, or it ended at once)."""
+    def _prefill(self, request: Request, delivery: Delivery) -> list[Row]:
+        """Prefill one prompt from the longest cached prefix it shares and sample its first token: its row, or none
+        when it needs no place in the batch (nobody waits for it any more, or it ended at once)."""
         if not delivery.wanted():
-            return None
-        row = self._new_row(request, delivery)
+            return []
         prompt = request.prompt_ids
         reused, layers = self.prefix_cache.longest(prompt)
         cache = DynamicCache()
@@ -371,10 +378,9 @@ class TransformersEngine(Engine):
         )
         self.reused_prompt_tokens += reused
         self.prefilled_tokens += len(prompt) - reused
-        row.kv = RowKV([(layer.keys, layer.values) for layer in cache.layers], len(prompt))
-        self.prefix_cache.add(prompt, row.kv.prefix(len(prompt)))
-        self._advance(row, self._pick(logits, [row])[0])
-        return row if self._settle(row) else None
+        return self._first_tokens(
+            [(request, delivery)], [[(layer.keys, layer.values) for layer in cache.layers]], logits
+        )
 
     def _step(self, rows: list[Row]) -> list[Row]:
         """One token for every row; the rows that go on."""

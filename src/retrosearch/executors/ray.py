@@ -66,12 +66,9 @@ def with_cpu_threads(engine_config: EngineConfig, share: int) -> EngineConfig:
     """The config an actor loads: a transformers model on the CPU gets the actor's share of the node's CPUs at
     most, fewer where other work keeps the node's cores busy; any other engine or device is left as it is (its
     threads are not torch's to set, and measuring the node would delay its start for nothing)."""
-    import torch
+    from retrosearch.engines.threads import cpu_threads, resolved_device
 
-    from retrosearch.engines.threads import cpu_threads
-
-    on_gpu = engine_config.device.startswith("cuda") if engine_config.device else torch.cuda.is_available()
-    if engine_config.engine != "transformers" or on_gpu:
+    if engine_config.engine != "transformers" or resolved_device(engine_config.device) != "cpu":
         return engine_config
     return replace(engine_config, threads=cpu_threads(engine_config.threads, at_most=share))
 
